@@ -1,0 +1,6 @@
+// letsencrypt: automatic TLS certificates for io_uring C++ servers. The umbrella header.
+#pragma once
+
+#include "letsencrypt/error.hpp"
+#include "letsencrypt/io.hpp"
+#include "letsencrypt/result.hpp"

@@ -1,0 +1,144 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "letsencrypt/io/net.hpp"
+#include "letsencrypt/io/ops.hpp"
+#include "letsencrypt/io/scope.hpp"
+
+using namespace letsencrypt;
+using namespace std::chrono_literals;
+
+namespace {
+
+io::task<result<void>> send_all(int fd, std::span<const std::byte> data) {
+  while (!data.empty()) {
+    LE_CO_TRY(n, co_await io::send(fd, data).timeout(5s));
+    data = data.subspan(n);
+  }
+  co_return ok();
+}
+
+// Echoes until the peer closes.
+io::task<void> echo_conn(io::unique_fd fd) {
+  std::byte buf[4096];
+  for (;;) {
+    auto n = co_await io::recv(fd.get(), buf).timeout(5s);
+    if (!n || *n == 0) break;
+    if (!co_await send_all(fd.get(), std::span(buf, *n))) break;
+  }
+  co_await io::close(std::move(fd));
+}
+
+io::task<std::string> echo_client(std::uint16_t port, std::string msg) {
+  auto fd = co_await io::connect_tcp("127.0.0.1", port, 5s);
+  EXPECT_TRUE(fd) << fd.error().message();
+  if (!fd) co_return "";
+  auto s = co_await send_all(fd->get(), std::as_bytes(std::span(msg)));
+  EXPECT_TRUE(s);
+  ::shutdown(fd->get(), SHUT_WR);
+  std::string got;
+  std::byte buf[4096];
+  for (;;) {
+    auto n = co_await io::recv(fd->get(), buf).timeout(5s);
+    if (!n || *n == 0) break;
+    got.append(reinterpret_cast<const char*>(buf), *n);
+  }
+  co_return got;
+}
+
+}  // namespace
+
+TEST(net, echo_over_accept_recv_send) {
+  io::ring r;
+  auto lfd = io::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(lfd);
+  auto port = *io::local_port(lfd->get());
+  auto server = [&]() -> io::task<void> {
+    auto c = co_await io::accept(lfd->get()).timeout(5s);
+    EXPECT_TRUE(c);
+    if (c) co_await echo_conn(std::move(*c));
+  };
+  std::string big(1 << 20, 'x');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = char('a' + i % 26);
+  auto [unused, got] = r.run(io::when_all(server(), echo_client(port, big)));
+  (void)unused;
+  EXPECT_EQ(got, big);
+}
+
+TEST(net, multishot_accept_serves_many_clients) {
+  io::ring r;
+  auto lfd = io::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(lfd);
+  auto port = *io::local_port(lfd->get());
+  constexpr int clients = 200;
+  io::multishot_acceptor acc(lfd->get());
+  auto server = [&]() -> io::task<void> {
+    io::task_scope conns;
+    for (int i = 0; i < clients; ++i) {
+      auto c = co_await acc.next();
+      EXPECT_TRUE(c) << c.error().message();
+      if (!c) break;
+      conns.spawn(echo_conn(std::move(*c)));
+    }
+    co_await acc.stop();
+    co_await conns.join();
+  };
+  auto all_clients = [&]() -> io::task<int> {
+    std::vector<io::task<std::string>> ts;
+    for (int i = 0; i < clients; ++i) ts.push_back(echo_client(port, "client " + std::to_string(i)));
+    auto got = co_await io::when_all(std::move(ts));
+    int good = 0;
+    for (int i = 0; i < clients; ++i) good += got[i] == "client " + std::to_string(i);
+    co_return good;
+  };
+  auto [unused, good] = r.run(io::when_all(server(), all_clients()));
+  (void)unused;
+  EXPECT_EQ(good, clients);
+  EXPECT_GE(acc.accepted(), std::uint64_t(clients));
+}
+
+TEST(net, multishot_accept_stop_unwinds_pending_next) {
+  io::ring r;
+  auto lfd = io::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(lfd);
+  io::multishot_acceptor acc(lfd->get());
+  auto waiter = [&]() -> io::task<result<io::unique_fd>> { co_return co_await acc.next(); };
+  auto stopper = [&]() -> io::task<void> {
+    co_await io::sleep_for(10ms);
+    co_await acc.stop();
+  };
+  auto [res, unused] = r.run(io::when_all(waiter(), stopper()));
+  (void)unused;
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), errc::cancelled);
+}
+
+TEST(net, connect_refused_is_an_error_not_a_hang) {
+  io::ring r;
+  // Bind a port, then close it, so nothing listens there.
+  std::uint16_t port;
+  {
+    auto l = io::listen_tcp("127.0.0.1", 0);
+    ASSERT_TRUE(l);
+    port = *io::local_port(l->get());
+  }
+  auto res = r.run(io::connect_tcp("127.0.0.1", port, 2s));
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), std::errc::connection_refused);
+}
+
+TEST(net, resolve_localhost_off_the_ring_thread) {
+  io::ring r;
+  auto res = r.run(io::resolve("localhost", 443));
+  ASSERT_TRUE(res) << res.error().message();
+  EXPECT_FALSE(res->empty());
+  auto bad = r.run(io::resolve("name.invalid", 443));
+  EXPECT_FALSE(bad);
+}
+
+TEST(net, listen_rejects_non_numeric_host) {
+  auto l = io::listen_tcp("not-an-address", 0);
+  ASSERT_FALSE(l);
+  EXPECT_EQ(l.error(), errc::invalid_argument);
+}
