@@ -7,5 +7,6 @@
 #include "letsencrypt/io/ring.hpp"
 #include "letsencrypt/io/scope.hpp"
 #include "letsencrypt/io/shard.hpp"
+#include "letsencrypt/io/stream.hpp"
 #include "letsencrypt/io/task.hpp"
 #include "letsencrypt/io/unique_fd.hpp"
