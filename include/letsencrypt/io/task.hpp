@@ -1,7 +1,7 @@
-// task<T>: a lazy coroutine that starts when awaited and resumes its awaiter by symmetric
-// transfer when it finishes.
+// task<T>: a lazy coroutine that starts when awaited and resumes its awaiter when it finishes.
 #pragma once
 
+#include <atomic>
 #include <cassert>
 #include <coroutine>
 #include <exception>
@@ -16,18 +16,27 @@ class task;
 
 namespace detail {
 
+// Completion hand-off between a task and its awaiter. The awaiter starts the task with a
+// plain resume() and the task's end resumes the awaiter only if the awaiter has already
+// suspended; a task that finishes synchronously just returns into the awaiter, which then
+// continues without suspending. This keeps the stack flat over any number of synchronous
+// completions even where the compiler does not turn symmetric transfer into a tail call
+// (GCC under ASan or at -O0). The flag is atomic because a task may finish on another ring.
 struct final_awaiter {
   bool await_ready() const noexcept { return false; }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
-    auto c = h.promise().continuation_;
-    return c ? c : std::noop_coroutine();
+    auto& p = h.promise();
+    if (p.continuation_ && p.awaiter_suspended_.exchange(true, std::memory_order_acq_rel))
+      return p.continuation_;
+    return std::noop_coroutine();
   }
   void await_resume() const noexcept {}
 };
 
 struct promise_base {
   std::coroutine_handle<> continuation_;
+  std::atomic<bool> awaiter_suspended_{false};
   std::suspend_always initial_suspend() const noexcept { return {}; }
   final_awaiter final_suspend() const noexcept { return {}; }
 };
@@ -94,9 +103,11 @@ class [[nodiscard]] task {
     struct awaiter {
       handle_type h;
       bool await_ready() const noexcept { return !h || h.done(); }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+      bool await_suspend(std::coroutine_handle<> awaiting) noexcept {
         h.promise().continuation_ = awaiting;
-        return h;
+        h.resume();
+        // false: the task already finished, so the awaiter continues without suspending.
+        return !h.promise().awaiter_suspended_.exchange(true, std::memory_order_acq_rel);
       }
       T await_resume() { return h.promise().take(); }
     };
