@@ -2,6 +2,7 @@
 #pragma once
 
 #include "letsencrypt/io/buffer_pool.hpp"
+#include "letsencrypt/io/event.hpp"
 #include "letsencrypt/io/net.hpp"
 #include "letsencrypt/io/ops.hpp"
 #include "letsencrypt/io/ring.hpp"

@@ -44,17 +44,18 @@ TEST(shard, stop_waits_for_spawned_tasks_to_unwind) {
   std::atomic<int> started{0};
   {
     io::shard_group g(2);
+    // The lambda outlives the tasks; their parameters, not captures, carry per-task state.
+    auto sleeper = [&](io::shard* sh) -> io::task<void> {
+      struct guard {
+        std::atomic<int>* n;
+        ~guard() { ++*n; }
+      } gd{&unwound};
+      ++started;
+      auto r = co_await io::sleep_for(60s).cancel_on(sh->scope().stop_token());
+      EXPECT_EQ(r.error(), errc::cancelled);
+    };
     for (unsigned s = 0; s < g.size(); ++s)
-      for (int i = 0; i < 5; ++i)
-        g[s].spawn([&, sh = &g[s]]() -> io::task<void> {
-          struct guard {
-            std::atomic<int>* n;
-            ~guard() { ++*n; }
-          } gd{&unwound};
-          ++started;
-          auto r = co_await io::sleep_for(60s).cancel_on(sh->scope().stop_token());
-          EXPECT_EQ(r.error(), errc::cancelled);
-        });
+      for (int i = 0; i < 5; ++i) g[s].spawn(sleeper(&g[s]));
     while (started < 10) std::this_thread::sleep_for(1ms);
     g.stop();
     EXPECT_EQ(unwound.load(), 10);

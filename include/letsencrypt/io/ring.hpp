@@ -86,7 +86,7 @@ class ring {
     struct impl final : message {
       std::decay_t<F> f;
       explicit impl(F&& x) : f(std::forward<F>(x)) {}
-      void run() noexcept override { f(); }
+      void run() noexcept override { f(); }  // f may be mutable (move-only captures)
     };
     push(new impl(std::forward<F>(fn)));
   }

@@ -27,12 +27,13 @@ class shard {
     ring_->post(std::forward<F>(fn));
   }
 
-  /// Spawns the task made by `make()` into the shard's scope, on the shard's thread.
-  /// Thread-safe. The factory runs on the shard's thread, so the task is created there.
-  void spawn(std::function<task<void>()> make) {
-    ring_->post([this, m = std::move(make)] {
+  /// Starts `t` in the shard's scope, on the shard's thread. Thread-safe. A task that
+  /// arrives after the shard began stopping is destroyed without running. Whatever the task
+  /// refers to (a coroutine lambda's captures included) must outlive it.
+  void spawn(task<void> t) {
+    ring_->post([this, t = std::move(t)]() mutable {
       if (scope_.stop_requested()) return;
-      scope_.spawn(m());
+      scope_.spawn(std::move(t));
     });
   }
 
