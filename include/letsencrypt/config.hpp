@@ -1,0 +1,61 @@
+// Configuration of a manager: which CA, which challenges, which ports, which limits.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace letsencrypt {
+
+enum class key_type { ecdsa_p256, rsa_2048 };
+enum class challenge_type { tls_alpn_01, http_01, dns_01 };
+
+/// A token bucket: one token every `interval`, at most `burst` saved up.
+struct rate_limit {
+  std::chrono::nanoseconds interval;
+  std::uint32_t burst;
+};
+
+/// Log severities of the manager's one-line log messages.
+enum class log_level { debug, info, warning, error };
+
+struct config {
+  /// ACME directory. Let's Encrypt production by default; staging is
+  /// https://acme-staging-v02.api.letsencrypt.org/directory.
+  std::string directory_url = "https://acme-v02.api.letsencrypt.org/directory";
+  /// PEM of the root to trust for the CA's HTTPS API; empty means the system trust store.
+  std::string ca_root_pem;
+  /// Contact for the ACME account (optional).
+  std::string email;
+  /// External Account Binding, for CAs that require it.
+  std::string eab_kid;
+  std::string eab_hmac_key;  ///< base64url
+  key_type key = key_type::ecdsa_p256;
+  /// Challenges tried, in order of preference. dns-01 needs dns_hook.
+  std::vector<challenge_type> challenges = {challenge_type::tls_alpn_01, challenge_type::http_01};
+  /// Sets (present = true) or removes the TXT record `_acme-challenge.<name>` = value.
+  std::function<bool(std::string_view name, std::string_view value, bool present)> dns_hook;
+
+  /// Event-loop threads; 0 means one per core.
+  unsigned shards = 0;
+  std::string listen_host = "0.0.0.0";
+  std::uint16_t https_port = 443;
+  std::uint16_t http_port = 80;
+  std::chrono::seconds handshake_timeout{10};
+
+  /// All requests to the CA (the Go package: 1 a minute, burst 20).
+  rate_limit ca_requests{std::chrono::minutes(1), 20};
+  /// Certificates for names not seen before (the Go package: 1 per 3 hours, burst 20).
+  /// Renewals are exempt.
+  rate_limit new_names{std::chrono::hours(3), 20};
+  /// Longest wait between failed renewal attempts (exponential backoff with jitter).
+  std::chrono::seconds max_backoff = std::chrono::hours(24);
+
+  /// Where log lines go; the default writes them to stderr. Lines never contain keys.
+  std::function<void(log_level, std::string_view)> log;
+};
+
+}  // namespace letsencrypt
