@@ -3,4 +3,7 @@
 
 #include "letsencrypt/error.hpp"
 #include "letsencrypt/io.hpp"
+#include "letsencrypt/config.hpp"
+#include "letsencrypt/http.hpp"
+#include "letsencrypt/manager.hpp"
 #include "letsencrypt/result.hpp"

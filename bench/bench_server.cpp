@@ -1,0 +1,282 @@
+// bench_server: the library's TLS server under test by bench/compare-nginx.
+//
+// A tls::acceptor on one shard (by default) whose certificates come from a directory of PEM
+// files loaded into the SNI map and chosen by the ClientHello resolver, with session tickets
+// from tls::ticket_keys. Each connection gets its handshake, then one tiny HTTP answer if the
+// client sends a request. It prints its PID, the RSS before and after loading the
+// certificates and the load time (wall and CPU), then "ready port=N", and runs until SIGINT
+// or SIGTERM.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "letsencrypt/io/shard.hpp"
+#include "letsencrypt/tls/acceptor.hpp"
+#include "letsencrypt/tls/handles.hpp"
+#include "letsencrypt/tls/resolver.hpp"
+#include "letsencrypt/tls/sni_map.hpp"
+#include "letsencrypt/tls/stream.hpp"
+#include "letsencrypt/tls/tickets.hpp"
+
+namespace {
+
+using namespace letsencrypt;
+
+const char* usage_text = R"(usage: bench_server --certs DIR [options]
+
+Serves TLS 1.3 (X25519; tickets on) on HOST:PORT with the certificates of DIR, as
+tools/gen-certs writes them: DIR/certs/NAME.crt (leaf, then chain) with DIR/certs/NAME.key, or
+DIR/shared.key for every leaf that has no own key (parsed once and shared). NAME, the file's
+stem, is the SNI name. Answers "GET /" with "200 ok". Prints pid=, rss_before_kb=,
+rss_after_kb=, certificates=, load_seconds= (wall) and load_cpu_seconds=, then "ready port=N".
+Options:
+  --certs DIR       certificate directory (required)
+  --host ADDR       numeric listen address (default 127.0.0.1)
+  --port PORT       listen port (default 8443; 0 picks one)
+  --shards N        event-loop threads (default 1)
+  -h, --help        this text
+)";
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  fmt::print(stderr, "bench_server: {}\n(see --help)\n", msg);
+  std::exit(2);
+}
+
+[[noreturn]] void fatal(const std::string& msg) {
+  fmt::print(stderr, "bench_server: {}\n", msg);
+  std::exit(1);
+}
+
+long rss_kb() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  out = std::move(ss).str();
+  return true;
+}
+
+bool ends_with(std::string_view s, std::string_view tail) {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
+// The CERTIFICATE blocks of a PEM text, in order, as views into it.
+std::vector<std::string_view> pem_blocks(std::string_view text) {
+  static constexpr std::string_view begin = "-----BEGIN CERTIFICATE-----";
+  static constexpr std::string_view end = "-----END CERTIFICATE-----";
+  std::vector<std::string_view> out;
+  std::size_t at = 0;
+  while ((at = text.find(begin, at)) != std::string_view::npos) {
+    auto stop = text.find(end, at);
+    if (stop == std::string_view::npos) break;
+    stop += end.size();
+    out.push_back(text.substr(at, stop - at));
+    at = stop;
+  }
+  return out;
+}
+
+// Loads every DIR/certs/*.crt into `map`; returns the number loaded. Chain certificates
+// that many leafs share (the issuer) are parsed once and shared by reference, as a server
+// holding thousands of certificates from one CA would.
+std::size_t load_certificates(const std::string& dir, tls::sni_map& map) {
+  std::unordered_map<std::string, tls::x509_ptr> issuers;
+  tls::evp_pkey_ptr shared;
+  std::string text;
+  if (read_file(dir + "/shared.key", text)) {
+    auto k = tls::load_private_key_pem(text);
+    if (!k) fatal(dir + "/shared.key: " + k.error().message());
+    shared = std::move(*k);
+  }
+  std::string certs = dir + "/certs";
+  DIR* d = ::opendir(certs.c_str());
+  if (!d) fatal("cannot open " + certs);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (ends_with(n, ".crt")) names.emplace_back(n.substr(0, n.size() - 4));
+  }
+  ::closedir(d);
+  if (names.empty()) fatal("no *.crt in " + certs);
+
+  std::vector<tls::sni_update> batch;
+  std::size_t loaded = 0;
+  auto flush = [&] {
+    auto r = map.apply(batch);
+    if (!r) fatal("cannot load the SNI map: " + r.error().message());
+    loaded += batch.size();
+    batch.clear();
+  };
+  for (const auto& name : names) {
+    std::string path = certs + "/" + name + ".crt";
+    if (!read_file(path, text)) fatal("cannot read " + path);
+    auto blocks = pem_blocks(text);
+    if (blocks.empty()) fatal(path + ": no certificate");
+    auto leaf = tls::load_certificate_chain_pem(blocks[0]);
+    if (!leaf) fatal(path + ": " + leaf.error().message());
+    std::vector<X509*> rest;
+    for (std::size_t i = 1; i < blocks.size(); ++i) {
+      auto [it, fresh] = issuers.try_emplace(std::string(blocks[i]));
+      if (fresh) {
+        auto c = tls::load_certificate_chain_pem(blocks[i]);
+        if (!c) fatal(path + ": " + c.error().message());
+        it->second = std::move((*c)[0]);
+      }
+      rest.push_back(it->second.get());
+    }
+    tls::evp_pkey_ptr own;
+    EVP_PKEY* key = shared.get();
+    if (read_file(certs + "/" + name + ".key", text)) {
+      auto k = tls::load_private_key_pem(text);
+      if (!k) fatal(certs + "/" + name + ".key: " + k.error().message());
+      own = std::move(*k);
+      key = own.get();
+    }
+    if (!key) fatal("no key for " + path + " (neither " + name + ".key nor shared.key)");
+    auto ck = tls::make_certified_key((*leaf)[0].get(), key, rest);
+    if (!ck) fatal(path + ": " + ck.error().message());
+    batch.push_back(tls::sni_update{name, {std::move(*ck)}});
+    if (batch.size() >= 4096) flush();
+  }
+  if (!batch.empty()) flush();
+  return loaded;
+}
+
+// One tiny HTTP exchange: read a request head, answer 200. A client that leaves after the
+// handshake (the usual benchmark case) just ends the connection.
+io::task<void> serve(tls::stream& s) {
+  static constexpr std::string_view answer = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+  auto deadline = io::clock::now() + std::chrono::seconds(5);
+  std::array<std::byte, 4096> buf;
+  std::string head;
+  for (;;) {
+    auto n = co_await s.read_some(buf, deadline);
+    if (!n || *n == 0) co_return;
+    head.append(reinterpret_cast<const char*>(buf.data()), *n);
+    if (head.find("\r\n\r\n") != std::string::npos) break;
+    if (head.size() > 16 * 1024) co_return;
+  }
+  (void)co_await s.write_all(std::as_bytes(std::span(answer)), deadline);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir;
+  std::string host = "127.0.0.1";
+  unsigned port = 8443;
+  unsigned shards = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto need = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(a + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&](const std::string& s) {
+      unsigned v = 0;
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || p != s.data() + s.size()) usage_error(a + ": not a number: '" + s + "'");
+      return v;
+    };
+    if (a == "-h" || a == "--help") {
+      fmt::print("{}", usage_text);
+      return 0;
+    } else if (a == "--certs") {
+      dir = need();
+    } else if (a == "--host") {
+      host = need();
+    } else if (a == "--port") {
+      port = number(need());
+      if (port > 65535) usage_error("--port must be 0..65535");
+    } else if (a == "--shards") {
+      shards = number(need());
+      if (shards == 0 || shards > 256) usage_error("--shards must be 1..256");
+    } else {
+      usage_error("unknown argument '" + a + "'");
+    }
+  }
+  if (dir.empty()) usage_error("--certs is required");
+
+  // Signals go to sigwait below, never to the shard threads that inherit this mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) fatal("cannot create an OpenSSL context");
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
+  if (SSL_CTX_set1_groups_list(ctx.get(), "X25519") != 1) fatal("this OpenSSL has no X25519");
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  tls::ticket_keys tickets;
+  if (auto r = tickets.install(ctx.get()); !r) fatal("cannot install ticket keys: " + r.error().message());
+
+  long rss_before = rss_kb();
+  double cpu0 = cpu_seconds();
+  auto t0 = std::chrono::steady_clock::now();
+  tls::sni_map map;
+  std::size_t loaded = load_certificates(dir, map);
+  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double load_cpu = cpu_seconds() - cpu0;
+  long rss_after = rss_kb();
+
+  tls::resolver res(map);
+  res.install(ctx.get());
+
+  io::shard_group group(shards);
+  tls::acceptor_config cfg;
+  cfg.host = host;
+  cfg.port = static_cast<std::uint16_t>(port);
+  cfg.handshake_timeout = std::chrono::milliseconds(10'000);
+  tls::acceptor acc(group, ctx.get(), cfg, [](tls::stream& s) { return serve(s); });
+  if (auto r = acc.start(); !r) fatal(fmt::format("cannot listen on {}:{}: {}", host, port, r.error().message()));
+
+  fmt::print("pid={}\nrss_before_kb={}\nrss_after_kb={}\ncertificates={}\nload_seconds={:.3f}\nload_cpu_seconds={:.3f}\nready port={}\n",
+             getpid(), rss_before, rss_after, loaded, load_s, load_cpu, acc.port());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  acc.stop();
+  group.stop();
+  auto s = acc.stats();
+  auto r = res.stats();
+  fmt::print(
+      "stopped: accepted={} handshakes_ok={} timeouts={} eof={} protocol={} alert={} no_certificate={} other={} "
+      "sni_hits={} sni_misses={} tickets_issued={} tickets_resumed={}\n",
+      s.accepted, s.handshakes_ok, s.handshake_timeouts, s.handshake_eof, s.handshake_protocol, s.handshake_alert,
+      s.handshake_no_certificate, s.handshake_other, r.hits, r.misses, tickets.stats().issued,
+      tickets.stats().resumed_current + tickets.stats().resumed_previous);
+  return 0;
+}

@@ -1,0 +1,262 @@
+// SNI map lookups (hits, misses, wildcard hits) at 1k, 100k and 1M names on 1 and 2
+// threads, with allocations per lookup, and the memory each loaded certificate costs.
+#include <benchmark/benchmark.h>
+#include <malloc.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <new>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "letsencrypt/tls/sni_map.hpp"
+
+using namespace letsencrypt;
+
+// ---- allocation counting: every operator new on this thread --------------------------------
+
+namespace {
+thread_local std::uint64_t thread_allocs = 0;
+}
+
+[[gnu::noinline]] void* operator new(std::size_t n) {
+  ++thread_allocs;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) {
+  ++thread_allocs;
+  const std::size_t al = static_cast<std::size_t>(a);
+  if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
+  throw std::bad_alloc();
+}
+// Not inlined: GCC 12 would otherwise pair inlined malloc/free calls and warn of a mismatch.
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+// ---- a throwaway CA and leaves -------------------------------------------------------------
+
+[[noreturn]] void fail(const char* what) { throw std::runtime_error(what); }
+
+tls::x509_ptr mint(EVP_PKEY* subject_key, const std::string& dns, X509* issuer, EVP_PKEY* issuer_key) {
+  tls::x509_ptr c(X509_new());
+  if (!c) fail("X509_new");
+  X509_set_version(c.get(), X509_VERSION_3);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(c.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(c.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(c.get()), 90 * 24 * 3600);
+  X509_set_pubkey(c.get(), subject_key);
+  X509_NAME* name = X509_get_subject_name(c.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(dns.c_str()), -1, -1, 0);
+  X509_set_issuer_name(c.get(), issuer ? X509_get_subject_name(issuer) : name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer ? issuer : c.get(), c.get(), nullptr, nullptr, 0);
+  const std::string san = issuer ? "DNS:" + dns : "critical,CA:TRUE";
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, issuer ? NID_subject_alt_name : NID_basic_constraints, san.c_str());
+  if (!ext) fail("extension");
+  X509_add_ext(c.get(), ext, -1);
+  X509_EXTENSION_free(ext);
+  if (X509_sign(c.get(), issuer_key, EVP_sha256()) <= 0) fail("X509_sign");
+  // Round-trip through DER, as certificates loaded from storage are held.
+  unsigned char* der = nullptr;
+  const int len = i2d_X509(c.get(), &der);
+  const unsigned char* p = der;
+  tls::x509_ptr parsed(d2i_X509(nullptr, &p, len));
+  OPENSSL_free(der);
+  if (!parsed) fail("d2i_X509");
+  return parsed;
+}
+
+struct throwaway_ca {
+  tls::evp_pkey_ptr key{EVP_EC_gen("P-256")};
+  tls::x509_ptr cert = mint(key.get(), "bench CA", nullptr, key.get());
+
+  std::shared_ptr<const tls::certified_key> leaf(const std::string& dns) const {
+    tls::evp_pkey_ptr k(EVP_EC_gen("P-256"));
+    if (!k) fail("EVP_EC_gen");
+    auto c = mint(k.get(), dns, cert.get(), key.get());
+    X509* chain[] = {cert.get()};
+    auto ck = tls::make_certified_key(c.get(), k.get(), chain);
+    if (!ck) fail("make_certified_key");
+    return std::move(ck).value();
+  }
+};
+
+const throwaway_ca& ca() {
+  static const throwaway_ca instance;
+  return instance;
+}
+
+std::string host(std::size_t i) { return "host" + std::to_string(i) + ".example.com"; }
+
+// ---- maps shared by the lookup benchmarks (built once per size) ---------------------------
+
+struct loaded_map {
+  tls::sni_map map;
+  std::vector<std::string> hits, misses, wildcard_hits;
+};
+
+constexpr std::size_t query_count = 1 << 16;
+
+loaded_map& map_of(std::size_t n) {
+  static std::mutex m;
+  static std::map<std::size_t, std::unique_ptr<loaded_map>> maps;
+  std::lock_guard lock(m);
+  auto& slot = maps[n];
+  if (slot) return *slot;
+  slot = std::make_unique<loaded_map>();
+  // One certificate object shared by every name keeps set-up at 1M names short; lookups
+  // never touch the certificate itself.
+  auto key = ca().leaf("shared.example.com");
+  const std::size_t wildcards = std::max<std::size_t>(n / 16, 1);
+  std::vector<tls::sni_update> updates;
+  updates.reserve(n + wildcards);
+  for (std::size_t i = 0; i < n; ++i) updates.push_back({host(i), {key}});
+  for (std::size_t i = 0; i < wildcards; ++i) updates.push_back({"*.w" + std::to_string(i) + ".example.com", {key}});
+  if (!slot->map.apply(updates)) fail("apply");
+  std::mt19937_64 rng(42);
+  for (std::size_t q = 0; q < query_count; ++q) {
+    slot->hits.push_back(host(rng() % n));
+    slot->misses.push_back("miss" + std::to_string(rng() % n) + ".example.com");
+    slot->wildcard_hits.push_back("www.w" + std::to_string(rng() % wildcards) + ".example.com");
+  }
+  return *slot;
+}
+
+template <class Lookup>
+void run_lookups(benchmark::State& state, const std::vector<std::string>& queries, Lookup&& lookup,
+                 bool expect_found) {
+  std::size_t i = static_cast<std::size_t>(state.thread_index()) * 7919;
+  std::uint64_t wrong = 0;
+  const std::uint64_t allocs_before = thread_allocs;
+  for (auto _ : state) {
+    const bool found = lookup(queries[i & (query_count - 1)]);
+    wrong += found != expect_found;
+    ++i;
+  }
+  const std::uint64_t allocs = thread_allocs - allocs_before;
+  if (wrong) state.SkipWithError("lookup answered wrongly");
+  state.counters["allocs_per_lookup"] = benchmark::Counter(static_cast<double>(allocs), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations());
+}
+
+void bm_lookup_hit(benchmark::State& state) {
+  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
+  run_lookups(state, d.hits, [&](const std::string& q) {
+    auto e = d.map.lookup(q);
+    benchmark::DoNotOptimize(e.get());
+    return e != nullptr;
+  }, true);
+}
+
+void bm_visit_hit(benchmark::State& state) {
+  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
+  run_lookups(state, d.hits, [&](const std::string& q) {
+    return d.map.visit(q, [](const tls::sni_entry& e) noexcept { benchmark::DoNotOptimize(e.keys.data()); });
+  }, true);
+}
+
+void bm_lookup_miss(benchmark::State& state) {
+  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
+  run_lookups(state, d.misses, [&](const std::string& q) {
+    auto e = d.map.lookup(q);
+    benchmark::DoNotOptimize(e.get());
+    return e != nullptr;
+  }, false);
+}
+
+void bm_lookup_wildcard(benchmark::State& state) {
+  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
+  run_lookups(state, d.wildcard_hits, [&](const std::string& q) {
+    auto e = d.map.lookup(q);
+    benchmark::DoNotOptimize(e.get());
+    return e != nullptr;
+  }, true);
+}
+
+#define SNI_SIZES Arg(1000)->Arg(100000)->Arg(1000000)->Threads(1)->Threads(2)
+BENCHMARK(bm_lookup_hit)->SNI_SIZES;
+BENCHMARK(bm_visit_hit)->SNI_SIZES;
+BENCHMARK(bm_lookup_miss)->SNI_SIZES;
+BENCHMARK(bm_lookup_wildcard)->SNI_SIZES;
+
+// ---- memory per loaded certificate ---------------------------------------------------------
+
+double rss_bytes() {
+  malloc_trim(0);
+  std::ifstream f("/proc/self/statm");
+  long size = 0, resident = 0;
+  f >> size >> resident;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+// Names that share one certificate object: what the map itself costs per name.
+void bm_memory_per_name_shared_cert(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  auto key = ca().leaf("shared.example.com");
+  for (auto _ : state) {
+    auto map = std::make_unique<tls::sni_map>();
+    const double before = rss_bytes();
+    {
+      std::vector<tls::sni_update> updates;
+      updates.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) updates.push_back({host(i), {key}});
+      if (!map->apply(updates)) fail("apply");
+    }
+    const double after = rss_bytes();
+    state.counters["bytes_per_name"] = (after - before) / static_cast<double>(n);
+    state.PauseTiming();
+    map.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(bm_memory_per_name_shared_cert)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// Distinct ECDSA P-256 leaves with their keys, each under its own name: what a real loaded
+// certificate costs (certificate, key, shared chain reference, entry and slot).
+void bm_memory_per_distinct_cert(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  (void)ca();
+  for (auto _ : state) {
+    auto map = std::make_unique<tls::sni_map>();
+    const double before = rss_bytes();
+    {
+      std::vector<tls::sni_update> updates;
+      updates.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) updates.push_back({host(i), {ca().leaf(host(i))}});
+      if (!map->apply(updates)) fail("apply");
+    }
+    const double after = rss_bytes();
+    state.counters["bytes_per_cert"] = (after - before) / static_cast<double>(n);
+    state.counters["certs"] = static_cast<double>(map->size());
+    state.PauseTiming();
+    map.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(bm_memory_per_distinct_cert)->Arg(10000)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,72 @@
+// OpenSSL objects as unique_ptr with function deleters, up-ref helpers and PEM/key helpers.
+#pragma once
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "letsencrypt/result.hpp"
+
+namespace letsencrypt::tls {
+
+namespace detail {
+/// A deleter that calls a free function of OpenSSL.
+template <class T, void (*Free)(T*)>
+struct free_fn {
+  void operator()(T* p) const noexcept { Free(p); }
+};
+inline void free_x509_stack(STACK_OF(X509) * s) noexcept { sk_X509_pop_free(s, X509_free); }
+inline void free_bio(BIO* b) noexcept { BIO_free_all(b); }
+}  // namespace detail
+
+using ssl_ptr = std::unique_ptr<SSL, detail::free_fn<SSL, SSL_free>>;
+using ssl_ctx_ptr = std::unique_ptr<SSL_CTX, detail::free_fn<SSL_CTX, SSL_CTX_free>>;
+using x509_ptr = std::unique_ptr<X509, detail::free_fn<X509, X509_free>>;
+using evp_pkey_ptr = std::unique_ptr<EVP_PKEY, detail::free_fn<EVP_PKEY, EVP_PKEY_free>>;
+using x509_stack_ptr = std::unique_ptr<STACK_OF(X509), detail::free_fn<STACK_OF(X509), detail::free_x509_stack>>;
+using bio_ptr = std::unique_ptr<BIO, detail::free_fn<BIO, detail::free_bio>>;
+using ssl_session_ptr = std::unique_ptr<SSL_SESSION, detail::free_fn<SSL_SESSION, SSL_SESSION_free>>;
+
+/// Takes a new reference on `p` (nullptr gives an empty pointer); both owners may free.
+x509_ptr up_ref(X509* p) noexcept;
+evp_pkey_ptr up_ref(EVP_PKEY* p) noexcept;
+ssl_ctx_ptr up_ref(SSL_CTX* p) noexcept;
+
+/// Copies a chain by taking a new reference on each certificate (no deep copy).
+std::vector<x509_ptr> copy_chain(std::span<const x509_ptr> chain);
+
+/// A STACK_OF(X509) holding new references on each certificate of `chain`, for APIs such as
+/// SSL_CTX_set1_chain. Fails with errc::invalid_argument only on allocation failure.
+result<x509_stack_ptr> to_stack(std::span<const x509_ptr> chain);
+
+/// Parses every CERTIFICATE block of `pem`, leaf first as written. Fails with
+/// tls_errc::bad_pem when the text holds no certificate or a block does not parse.
+result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem);
+
+/// Parses the first private key of `pem` (PKCS#8, traditional RSA or EC; unencrypted).
+/// Fails with tls_errc::bad_pem when there is none or it does not parse.
+result<evp_pkey_ptr> load_private_key_pem(std::string_view pem);
+
+/// The certificate as PEM text.
+result<std::string> to_pem(X509* cert);
+/// The certificates of `chain`, concatenated as PEM text, in order.
+result<std::string> to_pem(std::span<const x509_ptr> chain);
+/// The private key as unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY"). The text is a secret:
+/// never log it.
+result<std::string> to_pem(EVP_PKEY* key);
+/// The public half of `key` as SubjectPublicKeyInfo PEM ("BEGIN PUBLIC KEY").
+result<std::string> public_key_pem(EVP_PKEY* key);
+
+/// A fresh ECDSA key on P-256 (prime256v1).
+result<evp_pkey_ptr> generate_ec_p256_key();
+/// A fresh RSA key of `bits` bits (2048 or more; smaller sizes fail with invalid_argument).
+result<evp_pkey_ptr> generate_rsa_key(unsigned bits = 2048);
+
+}  // namespace letsencrypt::tls

@@ -1,0 +1,184 @@
+// sni_map: host name -> certificates, read by every handshake without locks or allocation.
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "letsencrypt/result.hpp"
+#include "letsencrypt/tls/handles.hpp"
+
+namespace letsencrypt::tls {
+
+/// The public key algorithm of a certificate, used to answer clients by their
+/// signature_algorithms.
+enum class key_kind : std::uint8_t { ecdsa, rsa };
+
+/// A leaf certificate, its private key and the intermediates sent after it. Shared as
+/// std::shared_ptr<const certified_key> and never changed once published, so a handshake
+/// keeps a consistent set even when the name's entry is replaced meanwhile.
+struct certified_key {
+  x509_ptr leaf;
+  evp_pkey_ptr key;
+  std::vector<x509_ptr> chain;
+  key_kind kind = key_kind::ecdsa;
+  std::chrono::system_clock::time_point not_after{};
+};
+
+/// Builds a certified_key taking new references to the given objects (the caller keeps its
+/// own). `kind` and `not_after` are read from the certificate. Fails with
+/// errc::invalid_argument when leaf or key is null, the key is neither EC nor RSA, or the key
+/// does not belong to the certificate.
+result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_PKEY* key,
+                                                                std::span<X509* const> chain = {});
+
+/// What the map holds for one name: one certificate per key kind at most.
+struct sni_entry {
+  std::string name;  ///< normalised; "*.example.com" for a wildcard entry
+  std::vector<std::shared_ptr<const certified_key>> keys;
+
+  /// The key of that kind, or null.
+  const certified_key* find(key_kind k) const noexcept {
+    for (const auto& c : keys)
+      if (c->kind == k) return c.get();
+    return nullptr;
+  }
+};
+
+/// One change for sni_map::apply: set the entry of `name` (keys not empty) or remove it
+/// (keys empty).
+struct sni_update {
+  std::string name;
+  std::vector<std::shared_ptr<const certified_key>> keys;
+};
+
+/// Host name -> sni_entry, sharded by hash. Every shard is an immutable open-addressing
+/// table published through one atomic pointer; a write copies the shard's table, changes the
+/// copy and publishes it, so the next lookup on any thread sees the change.
+///
+/// Readers (lookup, visit) take no lock and allocate nothing. Memory is reclaimed by epochs:
+/// a lookup enters the current epoch on a per-thread stripe counter before it loads a table
+/// pointer and leaves it when done (a guard object, two uncontended atomic adds). That exit
+/// is the reader's quiescent point, so ring threads need no explicit announcement: a thread
+/// between lookups is always quiescent. A replaced table is retired with the epoch of its
+/// unlinking and freed once the global epoch is two ahead, which the writer advances only
+/// when no reader is left in the epoch it leaves behind. Writers serialise on a mutex.
+///
+/// Entries are shared_ptr, so a caller that copied one (lookup) keeps it past replacement.
+/// The map must outlive every reader; it must not be destroyed during a lookup.
+class sni_map {
+ public:
+  /// `shards` is rounded up to a power of two; more shards make single writes cheaper on
+  /// large maps (a write copies one shard).
+  explicit sni_map(std::size_t shards = 256);
+  ~sni_map();
+  sni_map(const sni_map&) = delete;
+  sni_map& operator=(const sni_map&) = delete;
+
+  /// Sets the entry of `name` to exactly `keys` (insert or replace). Fails with
+  /// errc::invalid_name for an invalid name and errc::invalid_argument when `keys` is empty
+  /// or holds a null pointer.
+  result<void> set(std::string_view name, std::vector<std::shared_ptr<const certified_key>> keys);
+
+  /// Adds `key` to the entry of `name`, replacing the key of the same kind (so a name can
+  /// have an ECDSA and an RSA certificate). Errors as for set.
+  result<void> insert(std::string_view name, std::shared_ptr<const certified_key> key);
+
+  /// Removes the entry of `name`; returns whether there was one, or errc::invalid_name.
+  result<bool> remove(std::string_view name);
+
+  /// Applies many updates, copying each touched shard once (for loading large sets). All
+  /// names are checked first; on an invalid one nothing changes and errc::invalid_name is
+  /// returned.
+  result<void> apply(std::span<const sni_update> updates);
+
+  /// The entry for `name`, else for its one-level wildcard ("a.b.example" ->
+  /// "*.b.example"), else null; null also for an invalid name. Lock-free, allocation-free.
+  std::shared_ptr<const sni_entry> lookup(std::string_view name) const noexcept;
+
+  /// Calls `f(const sni_entry&)` with the entry lookup would return, without touching its
+  /// reference count, and returns whether there was one. `f` runs inside the read-side
+  /// critical section: it must be short, must not call writers of this map, and must not keep
+  /// references to the entry (copy the shared_ptrs of keys it wants to keep).
+  template <class F>
+  bool visit(std::string_view name, F&& f) const noexcept(noexcept(f(std::declval<const sni_entry&>()))) {
+    read_guard g(*this);
+    const std::shared_ptr<const sni_entry>* e = find_guarded(name);
+    if (!e) return false;
+    f(**e);
+    return true;
+  }
+
+  /// Number of names (wildcards count as one).
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+  /// Frees retired tables whose readers have all left; returns how many were freed.
+  /// Writers call it themselves; calling it on a timer bounds memory after the last write.
+  std::size_t collect();
+
+  /// Waits until every table retired so far is freed (readers in flight finish first).
+  void synchronize();
+
+  /// Tables freed since construction, and tables retired but not yet freed.
+  std::uint64_t reclaimed_tables() const noexcept { return reclaimed_.load(std::memory_order_relaxed); }
+  std::size_t retired_tables() const;
+
+ private:
+  struct table;
+  struct stripe {
+    alignas(64) std::array<std::atomic<std::uint64_t>, 2> readers{};
+  };
+  static constexpr std::size_t stripe_count = 64;
+
+  class read_guard {
+   public:
+    explicit read_guard(const sni_map& m) noexcept;
+    ~read_guard();
+    read_guard(const read_guard&) = delete;
+    read_guard& operator=(const read_guard&) = delete;
+
+   private:
+    std::atomic<std::uint64_t>* counter_;
+  };
+
+  using entry_ptr = std::shared_ptr<const sni_entry>;
+  const entry_ptr* find_guarded(std::string_view name) const noexcept;
+  const entry_ptr* find_exact(std::string_view normalised, std::uint64_t hash) const noexcept;
+  std::uint64_t hash(std::string_view s) const noexcept;
+  std::size_t shard_of(std::uint64_t h) const noexcept;
+  struct change;
+  // With write_mutex_ held:
+  void apply_locked(std::span<change> changes);
+  void publish(std::size_t shard, std::unique_ptr<table> t);
+  bool try_advance();
+  std::size_t collect_locked();
+
+  std::size_t shard_count_;
+  std::uint64_t seed_;
+  std::unique_ptr<std::atomic<table*>[]> shards_;
+  mutable std::array<stripe, stripe_count> stripes_{};
+  std::atomic<std::uint64_t> epoch_{2};
+  std::atomic<std::size_t> size_{0};
+  std::atomic<std::uint64_t> reclaimed_{0};
+
+  mutable std::mutex write_mutex_;
+  struct retired {
+    std::unique_ptr<table> t;
+    std::uint64_t epoch;
+  };
+  std::vector<retired> retired_;
+};
+
+}  // namespace letsencrypt::tls

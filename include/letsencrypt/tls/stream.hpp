@@ -1,0 +1,137 @@
+// tls::stream: TLS over a connected socket on the ring, as an io::byte_stream, built on the
+// I/O-free engine; and the client side's connect().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "letsencrypt/io/buffer_pool.hpp"
+#include "letsencrypt/io/ops.hpp"
+#include "letsencrypt/io/stream.hpp"
+#include "letsencrypt/io/task.hpp"
+#include "letsencrypt/io/unique_fd.hpp"
+#include "letsencrypt/result.hpp"
+#include "letsencrypt/tls/engine.hpp"
+#include "letsencrypt/tls/handles.hpp"
+
+namespace letsencrypt::tls {
+
+/// Called when the server's ClientHello callback returned SSL_CLIENT_HELLO_RETRY: the task
+/// completes once the handshake may be retried (the certificate it waited for is ready or
+/// known to be missing). The SNI resolver records in the SSL's ex_data what it waits for.
+/// Only this connection waits; the thread serves others meanwhile.
+using client_hello_retry = std::function<io::task<void>(SSL*)>;
+
+/// TLS on a connected TCP socket, server or client side. Every operation takes an absolute
+/// deadline (errc::timed_out when it passes) and honours the stop token given by
+/// set_stop_token (errc::cancelled). Operations must not overlap: one at a time per stream
+/// (an overlapping call fails with errc::busy). Not movable; hold it by unique_ptr or in place.
+///
+/// Ciphertext is received into the stream's buffer, or into a buffer of an io::buffer_pool
+/// when set_buffer_pool() was called, and lent to the engine without a copy.
+///
+/// kTLS: OpenSSL enables kTLS by itself only on a socket BIO (SSL_OP_ENABLE_KTLS with
+/// SSL_set_fd); the engine's BIO lends the ring's buffers instead, so OpenSSL cannot. Where
+/// ktls_available() is true the way to it is: after the handshake (and after the server's
+/// tickets are flushed), take the traffic secrets from the keylog callback, derive key and IV
+/// with HKDF-Expand-Label, set TCP_ULP "tls" and SOL_TLS TLS_TX/TLS_RX with the record
+/// sequence numbers, then move plaintext with io::recv/io::send. That path is not built yet
+/// (kernels here have no kTLS to test it against): ktls_active() is always false and records
+/// are processed in user space.
+class stream final : public io::byte_stream {
+ public:
+  /// A stream over `fd` driven by `eng` (role decided by the engine).
+  stream(io::unique_fd fd, std::unique_ptr<engine> eng) noexcept;
+  /// A server-side stream for an accepted socket. Fails when OpenSSL cannot make the SSL.
+  static result<std::unique_ptr<stream>> server(io::unique_fd fd, SSL_CTX* ctx);
+  ~stream() override;
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
+
+  /// Receive from this pool (the pool must outlive the stream and belong to the same ring).
+  /// When the pool is empty (ENOBUFS) the stream falls back to its own buffer.
+  void set_buffer_pool(io::buffer_pool* pool) noexcept { pool_ = pool; }
+  /// Every later operation is cancelled when `st` is stopped.
+  void set_stop_token(std::stop_token st) noexcept { stop_ = std::move(st); }
+  void set_client_hello_retry(client_hello_retry fn) { retry_ = std::move(fn); }
+  /// The token given to set_stop_token (handlers use it for their own waits).
+  std::stop_token stop_token() const noexcept { return stop_; }
+
+  /// Runs the handshake to its end. Errors: the engine's (tls_errc or OpenSSL codes),
+  /// errc::timed_out, errc::cancelled, errc::closed (the peer hung up), tls_errc::
+  /// no_retry_handler (want_certificate without a handler), or a socket error. On a TLS
+  /// failure the alert OpenSSL queued is sent, best effort, before returning.
+  io::task<result<void>> handshake(io::clock::time_point deadline);
+
+  /// Reads at least one byte of plaintext; 0 at close_notify. A transport end without
+  /// close_notify is tls_errc::unexpected_eof (a truncation the caller must not trust).
+  io::task<result<std::size_t>> read_some(std::span<std::byte> buf, io::clock::time_point deadline) override;
+  io::task<result<void>> write_all(std::span<const std::byte> buf, io::clock::time_point deadline) override;
+  /// Sends close_notify (when the handshake finished and nothing failed) and then a TCP FIN;
+  /// does not wait for the peer's close_notify. The descriptor is closed by the destructor.
+  io::task<result<void>> shutdown(io::clock::time_point deadline) override;
+
+  SSL* native() const noexcept { return eng_->native(); }
+  engine& tls_engine() noexcept { return *eng_; }
+  int fd() const noexcept { return fd_.get(); }
+  /// The protocol ALPN chose (empty when none).
+  std::string_view alpn_selected() const noexcept;
+  /// The peer's leaf certificate (not up-ref'd: valid while the stream lives), or nullptr.
+  X509* peer_certificate() const noexcept;
+  /// The SNI the client sent (server side), or empty.
+  std::string_view server_name() const noexcept;
+  bool handshake_done() const noexcept { return eng_->handshake_done(); }
+  bool ktls_active() const noexcept { return false; }
+
+ private:
+  struct busy_guard;
+  io::task<result<void>> flush(io::clock::time_point deadline);
+  io::task<result<void>> fill(io::clock::time_point deadline);
+  io::task<void> send_alert();
+  void release_input() noexcept;
+
+  io::unique_fd fd_;
+  std::unique_ptr<engine> eng_;
+  io::buffer_pool* pool_ = nullptr;
+  io::pooled_buffer held_;            // the pooled buffer the engine is reading from
+  std::vector<std::byte> rbuf_;       // the stream's own receive buffer
+  std::stop_token stop_;
+  client_hello_retry retry_;
+  bool busy_ = false;
+  bool fin_sent_ = false;
+};
+
+/// Settings of the client side. `ca_pem` empty: the system trust store.
+struct client_config {
+  std::string ca_pem;              ///< trusted roots (PEM), empty for the system store
+  std::vector<std::string> alpn;   ///< protocols to offer, in order of preference
+  std::string sni_override;        ///< SNI to send instead of `host` (the name verified too)
+};
+
+/// A client SSL_CTX for `cfg`: TLS 1.2+, peer verification on, roots and ALPN set.
+/// Fails with tls_errc::bad_pem for unusable ca_pem, errc::invalid_argument for a bad ALPN.
+result<ssl_ctx_ptr> make_client_context(const client_config& cfg);
+
+/// Connects to host:port (a name or a numeric address), runs the handshake with SNI and
+/// verification of the chain and of the name (`sni_override` when given, else `host`;
+/// addresses are verified as IP SANs and send no SNI), all before `deadline`. Makes a new
+/// SSL_CTX for each call; use the overload below to share one.
+io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_t port, const client_config& cfg,
+                                                  io::clock::time_point deadline);
+/// The same with the caller's SSL_CTX (from make_client_context); `cfg` gives sni_override
+/// and alpn is taken from the context. The context must outlive the call; the stream holds
+/// its own reference.
+io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_t port, SSL_CTX* ctx,
+                                                  std::string sni_override, io::clock::time_point deadline);
+
+/// Whether the kernel accepts the "tls" upper-layer protocol on a TCP socket (kTLS). Probed
+/// once per process on a connected loopback socket and cached; false on any failure.
+bool ktls_available() noexcept;
+
+}  // namespace letsencrypt::tls

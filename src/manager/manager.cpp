@@ -1,0 +1,793 @@
+#include "letsencrypt/manager.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "http/handlers.hpp"
+#include "http/server.hpp"
+#include "letsencrypt/acme/client.hpp"
+#include "letsencrypt/acme/csr.hpp"
+#include "letsencrypt/io/event.hpp"
+#include "letsencrypt/io/net.hpp"
+#include "letsencrypt/io/shard.hpp"
+#include "letsencrypt/store/journal.hpp"
+#include "letsencrypt/store/state.hpp"
+#include "letsencrypt/store/watch.hpp"
+#include "letsencrypt/tls/acceptor.hpp"
+#include "letsencrypt/tls/challenge_cert.hpp"
+#include "letsencrypt/tls/handles.hpp"
+#include "letsencrypt/tls/names.hpp"
+#include "letsencrypt/tls/resolver.hpp"
+#include "letsencrypt/tls/sni_map.hpp"
+#include "letsencrypt/tls/tickets.hpp"
+#include "manager/limits.hpp"
+#include "manager/solvers.hpp"
+
+namespace letsencrypt {
+
+using manager_detail::backoff;
+using manager_detail::renewal_time;
+using manager_detail::sys_clock;
+using manager_detail::token_bucket;
+
+namespace {
+
+constexpr std::string_view ca_bucket_name = "ca_requests";
+constexpr std::string_view names_bucket_name = "new_names";
+
+void default_log(log_level lvl, std::string_view line) {
+  static const char* const names[] = {"debug", "info", "warning", "error"};
+  fmt::print(stderr, "letsencrypt {}: {}\n", names[static_cast<int>(lvl)], line);
+}
+
+// What the renewal scheduler knows of one served certificate.
+struct cert_meta {
+  std::vector<std::string> names;
+  sys_clock::time_point not_before;
+  sys_clock::time_point not_after;
+  sys_clock::time_point due;          // when to renew (fixed once per certificate)
+  sys_clock::time_point next_attempt; // due, or later after failures
+  unsigned failures = 0;
+  std::string ari_cert_id;
+  bool warned = false;
+};
+
+result<sys_clock::time_point> asn1_to_time(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return errc::invalid_argument;
+  return sys_clock::from_time_t(timegm(&tm));
+}
+
+// A certificate record as the SNI map wants it, plus its validity period.
+struct loaded_cert {
+  std::shared_ptr<const tls::certified_key> key;
+  sys_clock::time_point not_before;
+  sys_clock::time_point not_after;
+};
+
+result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_pem) {
+  LE_TRY(chain, tls::load_certificate_chain_pem(chain_pem));
+  if (chain.empty()) return errc::invalid_argument;
+  LE_TRY(key, tls::load_private_key_pem(key_pem));
+  std::vector<X509*> rest;
+  for (std::size_t i = 1; i < chain.size(); ++i) rest.push_back(chain[i].get());
+  LE_TRY(ck, tls::make_certified_key(chain[0].get(), key.get(), rest));
+  LE_TRY(nb, asn1_to_time(X509_get0_notBefore(chain[0].get())));
+  LE_TRY(na, asn1_to_time(X509_get0_notAfter(chain[0].get())));
+  return loaded_cert{std::move(ck), nb, na};
+}
+
+}  // namespace
+
+struct manager::impl {
+  explicit impl(letsencrypt::config c);
+  ~impl();
+
+  // --- configuration and shared state (any thread) ---
+  letsencrypt::config cfg_;
+  std::mt19937_64 rng_{std::random_device{}()};
+  std::mutex rng_mu_;
+  double random01() {
+    std::lock_guard lk(rng_mu_);
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  }
+  void log(log_level lvl, std::string_view line) const {
+    if (cfg_.log)
+      cfg_.log(lvl, line);
+    else
+      default_log(lvl, line);
+  }
+
+  tls::sni_map map_;
+  tls::resolver resolver_{map_};
+  http::acme_http01_tokens tokens_;
+  store::change_notifier notifier_;
+
+  mutable std::mutex mu_;  // guards everything below up to the control-shard section
+  store::state mirror_;    // the durable state (or the in-memory one without a journal)
+  std::function<bool(std::string_view)> policy_;
+  struct pending {
+    io::event done;
+    std::error_code ec;
+  };
+  std::map<std::string, std::shared_ptr<pending>, std::less<>> inflight_;
+  std::map<std::string, sys_clock::time_point, std::less<>> refused_until_;
+  std::map<std::string, std::shared_ptr<cert_meta>, std::less<>> meta_;  // by name
+  manager_stats stats_{};
+
+  // --- event loops ---
+  io::shard_group shards_;
+  io::shard& control() { return shards_[0]; }
+  bool on_own_shard() const {
+    io::ring* r = io::ring::current();
+    for (unsigned i = 0; i < const_cast<io::shard_group&>(shards_).size(); ++i)
+      if (r == &const_cast<io::shard_group&>(shards_)[i].loop()) return true;
+    return false;
+  }
+  /// Runs `t` on the control shard and blocks the calling (non-shard) thread for its result.
+  template <class T>
+  T block_on(io::task<T> t) {
+    std::promise<T> p;
+    auto fut = p.get_future();
+    control().spawn([](io::task<T> inner, std::promise<T>* out) -> io::task<void> {
+      out->set_value(co_await std::move(inner));
+    }(std::move(t), &p));
+    return fut.get();
+  }
+
+  // --- control shard only ---
+  std::unique_ptr<store::journal> journal_;
+  std::unique_ptr<acme::client> client_;
+  std::function<bool(std::string_view)> tos_prompt_;
+  std::string account_email_;
+  token_bucket ca_bucket_;
+  token_bucket names_bucket_;
+  std::stop_source renew_wake_;
+  bool renewal_started_ = false;
+  std::stop_source background_stop_;
+
+  // --- serving ---
+  std::mutex serve_mu_;
+  tls::ssl_ctx_ptr server_ctx_;
+  std::unique_ptr<tls::ticket_keys> tickets_;
+  std::unique_ptr<http::server> https_server_;
+  std::unique_ptr<tls::acceptor> https_;
+  std::unique_ptr<http::http_service> http_;
+  std::promise<void> serving_done_;
+  bool serving_ = false;
+
+  // Policy.
+  bool allowed(std::string_view name) const;
+  tls::miss_action on_miss(std::string_view name);
+
+  // Issuance.
+  io::task<result<void>> cert(std::string host);
+  io::task<void> run_issuance(std::string name, std::shared_ptr<pending> p, bool renewal);
+  io::task<result<void>> issue(const std::string& name, bool renewal);
+  io::task<result<void>> ensure_account();
+  io::task<result<void>> ensure_account_locked();
+  bool account_busy_ = false;
+  std::shared_ptr<io::event> account_done_ = std::make_shared<io::event>();
+  io::task<result<void>> create_account(std::string email, std::function<bool(std::string_view)> prompt);
+  acme::client_options client_options() const;
+  io::task<result<void>> persist(store::record r);
+  io::task<void> persist_bucket(std::string_view name, const token_bucket& b);
+  void install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
+  result<void> load_state(const store::state& s);
+
+  // Renewal.
+  void start_renewal();
+  io::task<void> renewal_loop();
+
+  // Serving.
+  result<void> start_serving(http::handler h, bool with_http);
+};
+
+manager::impl::impl(letsencrypt::config c)
+    : cfg_(std::move(c)),
+      shards_(cfg_.shards),
+      ca_bucket_(cfg_.ca_requests, sys_clock::now()),
+      names_bucket_(cfg_.new_names, sys_clock::now()) {
+  resolver_.set_miss_policy([this](std::string_view name) { return on_miss(name); });
+  resolver_.set_alpn_protocols({"http/1.1"});
+}
+
+manager::impl::~impl() {
+  {
+    std::lock_guard lk(serve_mu_);
+    if (https_) https_->stop();
+    if (http_) http_->stop();
+  }
+  background_stop_.request_stop();
+  shards_.stop();  // the control scope's stop wakes the renewal loop  // waits for every task (renewal loop, issuances) to unwind
+}
+
+bool manager::impl::allowed(std::string_view raw) const {
+  auto name = tls::normalise_name(raw);
+  if (!name) return false;
+  std::function<bool(std::string_view)> policy;
+  {
+    std::lock_guard lk(mu_);
+    if (mirror_.hosts) {
+      bool listed = false;
+      for (const auto& h : *mirror_.hosts) {
+        if (h == *name) listed = true;
+        // "*.example.com" allows exactly one more label.
+        if (h.size() > 2 && h[0] == '*' && name->size() > h.size() - 1 &&
+            name->ends_with(std::string_view(h).substr(1)) &&
+            name->substr(0, name->size() - (h.size() - 1)).find('.') == std::string::npos)
+          listed = true;
+      }
+      if (!listed) return false;
+    }
+    policy = policy_;
+  }
+  return !policy || policy(*name);
+}
+
+tls::miss_action manager::impl::on_miss(std::string_view name) {
+  if (!allowed(name)) return tls::miss_action::refuse;
+  {
+    std::lock_guard lk(mu_);
+    auto it = refused_until_.find(name);
+    if (it != refused_until_.end() && it->second > sys_clock::now()) return tls::miss_action::refuse;
+  }
+  return tls::miss_action::suspend;
+}
+
+acme::client_options manager::impl::client_options() const {
+  acme::client_options o;
+  o.directory_url = cfg_.directory_url;
+  o.ca_pem = cfg_.ca_root_pem;
+  o.stop = background_stop_.get_token();
+  o.challenge_preference.clear();
+  for (auto c : cfg_.challenges) {
+    switch (c) {
+      case challenge_type::tls_alpn_01: o.challenge_preference.push_back("tls-alpn-01"); break;
+      case challenge_type::http_01: o.challenge_preference.push_back("http-01"); break;
+      case challenge_type::dns_01: o.challenge_preference.push_back("dns-01"); break;
+    }
+  }
+  return o;
+}
+
+io::task<result<void>> manager::impl::persist(store::record r) {
+  if (journal_) {
+    auto seq = co_await journal_->append(r);
+    if (!seq) {
+      log(log_level::error, fmt::format("journal append failed: {}", seq.error().message()));
+      // The change still takes effect in memory; it is lost at restart.
+    }
+  }
+  {
+    std::lock_guard lk(mu_);
+    (void)mirror_.apply(r);
+  }
+  notifier_.notify();
+  co_return ok();
+}
+
+io::task<void> manager::impl::persist_bucket(std::string_view name, const token_bucket& b) {
+  auto s = b.snapshot();
+  store::rate_limit_record rec;
+  rec.bucket = std::string(name);
+  rec.tokens = s.tokens;
+  rec.last_refill = std::chrono::time_point_cast<std::chrono::milliseconds>(s.last_refill);
+  (void)co_await persist(std::move(rec));
+}
+
+void manager::impl::install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache) {
+  std::vector<tls::sni_update> ups;
+  for (const auto& n : rec.names) ups.push_back({n, {lc.key}});
+  (void)map_.apply(ups);
+  auto m = std::make_shared<cert_meta>();
+  m->names = rec.names;
+  m->not_before = lc.not_before;
+  m->not_after = lc.not_after;
+  std::optional<std::pair<sys_clock::time_point, sys_clock::time_point>> ari;
+  if (rec.ari_end > rec.ari_start) ari = std::pair<sys_clock::time_point, sys_clock::time_point>{rec.ari_start, rec.ari_end};
+  m->due = renewal_time(lc.not_before, lc.not_after, ari, random01());
+  m->next_attempt = m->due;
+  m->ari_cert_id = rec.ari_cert_id;
+  std::lock_guard lk(mu_);
+  for (const auto& n : rec.names) {
+    meta_[n] = m;
+    refused_until_.erase(n);
+  }
+  stats_.certificates = map_.size();
+  if (from_cache) ++stats_.loaded_from_cache;
+}
+
+result<void> manager::impl::load_state(const store::state& s) {
+  for (const auto& c : s.distinct_certs()) {
+    auto lc = load_cert(c->chain_pem, c->key_pem);
+    if (!lc) {
+      log(log_level::error, fmt::format("cached certificate for {} does not load: {}", fmt::join(c->names, ","),
+                                        lc.error().message()));
+      continue;
+    }
+    install_cert(*c, *lc, true);
+  }
+  auto now = sys_clock::now();
+  for (const auto& [name, rl] : s.rate_limits) {
+    token_bucket::state st{rl.tokens, rl.last_refill};
+    if (name == ca_bucket_name) ca_bucket_.restore(st, now);
+    if (name == names_bucket_name) names_bucket_.restore(st, now);
+  }
+  {
+    std::lock_guard lk(mu_);
+    mirror_ = s;
+  }
+  if (!s.empty()) notifier_.notify();
+  return ok();
+}
+
+io::task<result<void>> manager::impl::create_account(std::string email, std::function<bool(std::string_view)> prompt) {
+  LE_CO_TRY(key, acme::account_key::generate_p256());
+  LE_CO_TRY(pem, key.private_pem());
+  auto client = std::make_unique<acme::client>(client_options(), std::move(key));
+  acme::account_options ao;
+  if (!email.empty()) ao.contact.push_back("mailto:" + email);
+  ao.accept_terms = prompt ? prompt : [](std::string_view) { return true; };
+  ao.eab_kid = cfg_.eab_kid;
+  ao.eab_hmac_key = cfg_.eab_hmac_key;
+  if (!ca_bucket_.try_take(sys_clock::now())) co_return errc::rate_limited;
+  co_await persist_bucket(ca_bucket_name, ca_bucket_);
+  auto acct = co_await client->register_account(ao);
+  if (!acct) {
+    log(log_level::error, fmt::format("account registration failed: {}", acct.error().message()));
+    co_return acct.error().code;
+  }
+  store::account_record rec;
+  rec.key_pem = std::move(pem);
+  rec.url = acct->url;
+  rec.contact = acct->contact;
+  rec.tos_agreed = acct->terms_of_service_agreed;
+  LE_CO_TRY_VOID(co_await persist(std::move(rec)));
+  log(log_level::info, fmt::format("registered ACME account {}", acct->url));
+  client_ = std::move(client);
+  co_return ok();
+}
+
+io::task<result<void>> manager::impl::ensure_account() {
+  // One account creation at a time: concurrent issuances wait for the first one's outcome
+  // rather than registering accounts of their own (and replacing client_ under each other).
+  while (account_busy_) {
+    auto ev = account_done_;
+    co_await ev->wait();
+  }
+  if (client_ && !client_->account_url().empty()) co_return ok();
+  account_busy_ = true;
+  account_done_ = std::make_shared<io::event>();
+  auto r = co_await ensure_account_locked();
+  account_busy_ = false;
+  account_done_->set();
+  co_return r;
+}
+
+io::task<result<void>> manager::impl::ensure_account_locked() {
+  std::optional<store::account_record> acct;
+  {
+    std::lock_guard lk(mu_);
+    acct = mirror_.account;
+  }
+  if (acct && !acct->url.empty()) {
+    LE_CO_TRY(key, acme::account_key::from_pem(acct->key_pem));
+    client_ = std::make_unique<acme::client>(client_options(), std::move(key));
+    client_->set_account_url(acct->url);
+    co_return ok();
+  }
+  co_return co_await create_account(account_email_.empty() ? cfg_.email : account_email_, tos_prompt_);
+}
+
+io::task<result<void>> manager::impl::issue(const std::string& name, bool renewal) {
+  auto now = sys_clock::now();
+  bool known;
+  std::string replaces;
+  {
+    std::lock_guard lk(mu_);
+    auto it = meta_.find(name);
+    known = it != meta_.end() || mirror_.certs.count(name);
+    if (renewal && it != meta_.end()) replaces = it->second->ari_cert_id;
+  }
+  if (!known && !renewal) {
+    if (!names_bucket_.try_take(now)) {
+      log(log_level::warning, fmt::format("not obtaining a certificate for {}: new-name rate limit", name));
+      co_return errc::rate_limited;
+    }
+    co_await persist_bucket(names_bucket_name, names_bucket_);
+  }
+  if (!ca_bucket_.try_take(now)) {
+    if (!renewal) {
+      log(log_level::warning, fmt::format("not obtaining a certificate for {}: CA request rate limit", name));
+      co_return errc::rate_limited;
+    }
+    auto wait = ca_bucket_.wait_time(now);
+    auto s = co_await io::sleep_for(wait).cancel_on(background_stop_.get_token());
+    if (!s) co_return s.error();
+    (void)ca_bucket_.try_take(sys_clock::now());
+  }
+  co_await persist_bucket(ca_bucket_name, ca_bucket_);
+  LE_CO_TRY_VOID(co_await ensure_account());
+
+  manager_detail::tls_alpn01_solver alpn(resolver_);
+  manager_detail::http01_solver http01(tokens_);
+  manager_detail::dns01_solver dns01(cfg_.dns_hook);
+  acme::order_request req;
+  req.names = {name};
+  req.replaces = replaces;
+  req.key_type = cfg_.key == key_type::rsa_2048 ? acme::cert_key_type::rsa2048 : acme::cert_key_type::p256;
+  req.solvers["tls-alpn-01"] = &alpn;
+  req.solvers["http-01"] = &http01;
+  if (cfg_.dns_hook) req.solvers["dns-01"] = &dns01;
+  {
+    std::lock_guard lk(mu_);
+    ++stats_.orders;
+  }
+  auto issued = co_await client_->obtain(req);
+  if (!issued) {
+    if (issued.error().code == acme::errc::account_does_not_exist) client_.reset();
+    co_return unexpected(issued.error().code);
+  }
+  auto lc = load_cert(issued->chain.pem, issued->key_pem);
+  if (!lc) co_return lc.error();
+
+  store::cert_record rec;
+  rec.names = {name};
+  rec.chain_pem = issued->chain.pem;
+  rec.key_pem = issued->key_pem;
+  rec.not_after = std::chrono::time_point_cast<std::chrono::seconds>(lc->not_after);
+  if (auto id = acme::ari_certificate_id(issued->chain.pem)) rec.ari_cert_id = *id;
+  if (auto ri = co_await client_->get_renewal_info(issued->chain.pem)) {
+    rec.ari_start = std::chrono::time_point_cast<std::chrono::seconds>(ri->window_start);
+    rec.ari_end = std::chrono::time_point_cast<std::chrono::seconds>(ri->window_end);
+  }
+  // Durable first, then served: a crash never loses a certificate that handshakes saw.
+  LE_CO_TRY_VOID(co_await persist(rec));
+  install_cert(rec, *lc, false);
+  {
+    std::lock_guard lk(mu_);
+    ++stats_.issued;
+    if (renewal) ++stats_.renewed;
+  }
+  log(log_level::info, fmt::format("{} certificate for {} (expires {:%Y-%m-%d %H:%M:%S} UTC)",
+                                   renewal ? "renewed" : "obtained", name,
+                                   std::chrono::floor<std::chrono::seconds>(lc->not_after)));
+  renew_wake_.request_stop();  // the scheduler recomputes its next wake-up
+  co_return ok();
+}
+
+io::task<void> manager::impl::run_issuance(std::string name, std::shared_ptr<pending> p, bool renewal) {
+  auto r = co_await issue(name, renewal);
+  {
+    std::lock_guard lk(mu_);
+    inflight_.erase(name);
+    if (!r) {
+      ++stats_.failures;
+      // A failed name is refused for a while so a stream of handshakes cannot hammer the CA.
+      if (!renewal) refused_until_[name] = sys_clock::now() + std::chrono::seconds(60);
+    }
+  }
+  if (!r) {
+    p->ec = r.error();
+    log(log_level::error, fmt::format("{} of certificate for {} failed: {}", renewal ? "renewal" : "issuance", name,
+                                      r.error().message()));
+  }
+  p->done.set();
+}
+
+io::task<result<void>> manager::impl::cert(std::string host) {
+  auto name = tls::normalise_name(host);
+  if (!name) co_return name.error();
+  if (map_.lookup(*name)) co_return ok();
+  if (!allowed(*name)) {
+    std::lock_guard lk(mu_);
+    ++stats_.refused;
+    co_return errc::not_allowed;
+  }
+  std::shared_ptr<pending> p;
+  bool start = false;
+  {
+    std::lock_guard lk(mu_);
+    auto it = inflight_.find(*name);
+    if (it != inflight_.end()) {
+      p = it->second;
+    } else {
+      p = std::make_shared<pending>();
+      inflight_.emplace(*name, p);
+      start = true;
+    }
+  }
+  if (start) control().spawn(run_issuance(*name, p, false));
+  co_await p->done.wait();
+  if (p->ec) co_return p->ec;
+  co_return ok();
+}
+
+void manager::impl::start_renewal() {
+  control().post([this] {
+    if (renewal_started_) return;
+    renewal_started_ = true;
+    control().scope().spawn(renewal_loop());
+  });
+}
+
+io::task<void> manager::impl::renewal_loop() {
+  auto stop = control().scope().stop_token();
+  while (!stop.stop_requested()) {
+    auto now = sys_clock::now();
+    std::vector<std::shared_ptr<cert_meta>> due;
+    sys_clock::time_point next = now + std::chrono::hours(1);
+    {
+      std::lock_guard lk(mu_);
+      std::set<cert_meta*> seen;
+      for (auto& [n, m] : meta_) {
+        if (!seen.insert(m.get()).second) continue;
+        if (m->next_attempt <= now)
+          due.push_back(m);
+        else
+          next = std::min(next, m->next_attempt);
+      }
+    }
+    for (auto& m : due) {
+      const std::string& name = m->names.front();
+      std::shared_ptr<pending> p;
+      {
+        std::lock_guard lk(mu_);
+        if (inflight_.count(name)) continue;
+        p = std::make_shared<pending>();
+        inflight_.emplace(name, p);
+      }
+      co_await run_issuance(name, p, true);
+      if (p->ec) {
+        m->failures++;
+        auto wait = backoff(m->failures, random01(), cfg_.max_backoff);
+        m->next_attempt = sys_clock::now() + wait;
+        auto left = m->not_after - sys_clock::now();
+        if (left < (m->not_after - m->not_before) / 10 || left < std::chrono::hours(24 * 7)) {
+          log(log_level::error,
+              fmt::format("CERTIFICATE FOR {} EXPIRES IN {} AND CANNOT BE RENEWED: {} (next attempt in {})", name,
+                          std::chrono::duration_cast<std::chrono::seconds>(left), p->ec.message(), wait));
+        }
+      }
+      if (stop.stop_requested()) co_return;
+    }
+    if (!due.empty()) continue;  // a renewal changed meta_: recompute before sleeping
+    renew_wake_ = std::stop_source();
+    std::stop_callback forward(stop, [src = renew_wake_]() mutable { src.request_stop(); });
+    (void)co_await io::sleep_for(std::max(next - sys_clock::now(), sys_clock::duration(std::chrono::milliseconds(10))))
+        .cancel_on(renew_wake_.get_token());
+  }
+}
+
+}  // namespace letsencrypt
+
+namespace letsencrypt {
+
+result<void> manager::impl::start_serving(http::handler h, bool with_http) {
+  std::lock_guard lk(serve_mu_);
+  if (serving_) return errc::busy;
+  tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return errc::unsupported;
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  resolver_.install(ctx.get());
+  tickets_ = std::make_unique<tls::ticket_keys>();
+  LE_TRY_VOID(tickets_->install(ctx.get()));
+
+  https_server_ = std::make_unique<http::server>(std::move(h));
+  tls::acceptor_config ac;
+  ac.host = cfg_.listen_host;
+  ac.port = cfg_.https_port;
+  ac.handshake_timeout = cfg_.handshake_timeout;
+  ac.on_client_hello_retry = [this](SSL* ssl) -> io::task<void> {
+    std::string name(tls::resolver::pending_name(ssl));
+    // The outcome shows in the retried handshake: the map has the name, or the miss
+    // policy refuses it (a failed name is refused for a while).
+    (void)co_await cert(std::move(name));
+  };
+  auto* srv = https_server_.get();
+  auto acc = std::make_unique<tls::acceptor>(shards_, ctx.get(), ac, [srv](tls::stream& s) -> io::task<void> {
+    // Challenge handshakes (acme-tls/1) carry no HTTP.
+    if (tls::resolver::serving_challenge(s.native())) co_return;
+    co_await srv->serve(s);
+  });
+  LE_TRY_VOID(acc->start());
+  if (with_http) {
+    auto hs = http::serve_http(shards_, cfg_.listen_host, cfg_.http_port,
+                               http::acme_redirect_handler(
+                                   tokens_, [this](std::string_view host) { return allowed(host); }, acc->port()));
+    if (!hs) {
+      acc->stop();
+      return hs.error();
+    }
+    http_ = std::move(*hs);
+  }
+  https_ = std::move(acc);
+  server_ctx_ = std::move(ctx);
+  serving_ = true;
+  serving_done_ = std::promise<void>();
+  log(log_level::info, fmt::format("serving HTTPS on {}:{}{}", cfg_.listen_host, https_->port(),
+                                   http_ ? fmt::format(" and HTTP on {}:{}", cfg_.listen_host, http_->port()) : ""));
+  start_renewal();
+  return ok();
+}
+
+manager::manager() : manager(letsencrypt::config{}) {}
+manager::manager(letsencrypt::config c) : impl_(std::make_unique<impl>(std::move(c))) { impl_->start_renewal(); }
+manager::~manager() { stop(); }
+
+result<void> manager::cache_file(const std::string& path) {
+  store::journal_options o;
+  auto* im = impl_.get();
+  o.log = [im](std::string_view line) { im->log(log_level::warning, line); };
+  store::open_report rep;
+  auto j = store::journal::open(path, o, &rep);
+  if (!j) {
+    im->log(log_level::error, fmt::format("cache file: {}", rep.message.empty() ? j.error().message() : rep.message));
+    return j.error();
+  }
+  LE_TRY_VOID(im->load_state((*j)->state()));
+  im->notifier_.set_version(std::max<std::uint64_t>(im->notifier_.version(), (*j)->state().empty() ? 0 : 1));
+  // The journal is used only on the control shard from now on.
+  std::promise<void> moved;
+  im->control().post([im, jj = std::move(*j), &moved]() mutable {
+    im->journal_ = std::move(jj);
+    moved.set_value();
+  });
+  moved.get_future().wait();
+  im->log(log_level::info, fmt::format("cache file {}: {} records, {} certificates", path, rep.records, im->map_.size()));
+  return ok();
+}
+
+io::task<result<void>> manager::cert(std::string host) { return impl_->cert(std::move(host)); }
+
+result<void> manager::cert_sync(const std::string& host) {
+  if (impl_->on_own_shard()) return errc::invalid_argument;
+  return impl_->block_on(impl_->cert(host));
+}
+
+void manager::install(SSL_CTX* ctx) { impl_->resolver_.install(ctx); }
+std::string_view manager::pending_name(const SSL* ssl) noexcept { return tls::resolver::pending_name(ssl); }
+
+io::task<result<void>> manager::register_account(std::string email, std::function<bool(std::string_view)> prompt) {
+  auto* im = impl_.get();
+  struct runner {
+    static io::task<result<void>> run(impl* im, std::string email, std::function<bool(std::string_view)> prompt) {
+      bool have;
+      {
+        std::lock_guard lk(im->mu_);
+        have = im->mirror_.account.has_value();
+      }
+      if (have || (im->client_ && !im->client_->account_url().empty())) co_return errc::busy;  // already registered
+      im->tos_prompt_ = std::move(prompt);
+      im->account_email_ = std::move(email);
+      co_return co_await im->ensure_account();
+    }
+  };
+  // Account state lives on the control shard.
+  io::ring* home = io::ring::current();
+  co_await im->control().loop().enter();
+  auto r = co_await runner::run(im, std::move(email), std::move(prompt));
+  if (home) co_await home->enter();
+  co_return r;
+}
+
+result<void> manager::register_account_sync(const std::string& email, std::function<bool(std::string_view)> prompt) {
+  if (impl_->on_own_shard()) return errc::invalid_argument;
+  return impl_->block_on(register_account(email, std::move(prompt)));
+}
+
+bool manager::registered() const {
+  std::lock_guard lk(impl_->mu_);
+  return impl_->mirror_.account.has_value();
+}
+
+result<void> manager::set_hosts(std::vector<std::string> hosts) {
+  std::vector<std::string> norm;
+  for (const auto& h : hosts) {
+    LE_TRY(n, tls::normalise_name(h));
+    norm.push_back(std::move(n));
+  }
+  store::hosts_record rec;
+  rec.hosts = norm;
+  {
+    std::lock_guard lk(impl_->mu_);
+    impl_->mirror_.hosts = norm;  // effective at once; persisted below
+  }
+  auto* im = impl_.get();
+  im->control().spawn([](impl* i, store::record r) -> io::task<void> { (void)co_await i->persist(std::move(r)); }(im, rec));
+  return ok();
+}
+
+void manager::set_host_policy(std::function<bool(std::string_view)> policy) {
+  std::lock_guard lk(impl_->mu_);
+  impl_->policy_ = std::move(policy);
+}
+
+std::string manager::marshal() const {
+  std::lock_guard lk(impl_->mu_);
+  return store::marshal(impl_->mirror_);
+}
+
+result<void> manager::unmarshal(std::string_view json) {
+  store::unmarshal_report rep;
+  auto s = store::unmarshal(json, &rep);
+  if (!s) {
+    impl_->log(log_level::error, fmt::format("unmarshal: {}", rep.message));
+    return s.error();
+  }
+  LE_TRY_VOID(impl_->load_state(*s));
+  auto* im = impl_.get();
+  auto records = s->snapshot();
+  im->control().spawn([](impl* i, std::vector<store::record> rs) -> io::task<void> {
+    for (auto& r : rs) (void)co_await i->persist(std::move(r));
+  }(im, std::move(records)));
+  return ok();
+}
+
+std::uint64_t manager::watch(std::function<void()> cb) { return impl_->notifier_.watch(std::move(cb)); }
+void manager::unwatch(std::uint64_t id) { impl_->notifier_.unwatch(id); }
+io::task<result<std::uint64_t>> manager::changed(std::uint64_t since) { co_return co_await impl_->notifier_.changed(since); }
+std::uint64_t manager::state_version() const noexcept { return impl_->notifier_.version(); }
+
+result<void> manager::start(http::handler handler, bool with_http) {
+  return impl_->start_serving(std::move(handler), with_http);
+}
+
+result<void> manager::serve(http::handler handler) {
+  LE_TRY_VOID(start(std::move(handler), true));
+  impl_->serving_done_.get_future().wait();
+  return ok();
+}
+
+result<void> manager::serve_https(http::handler handler) {
+  LE_TRY_VOID(start(std::move(handler), false));
+  impl_->serving_done_.get_future().wait();
+  return ok();
+}
+
+void manager::stop() {
+  std::lock_guard lk(impl_->serve_mu_);
+  if (!impl_->serving_) return;
+  if (impl_->https_) impl_->https_->stop();
+  if (impl_->http_) impl_->http_->stop();
+  impl_->https_.reset();
+  impl_->http_.reset();
+  impl_->serving_ = false;
+  impl_->serving_done_.set_value();
+}
+
+std::uint16_t manager::https_port() const noexcept {
+  std::lock_guard lk(impl_->serve_mu_);
+  return impl_->https_ ? impl_->https_->port() : 0;
+}
+std::uint16_t manager::http_port() const noexcept {
+  std::lock_guard lk(impl_->serve_mu_);
+  return impl_->http_ ? impl_->http_->port() : 0;
+}
+
+const letsencrypt::config& manager::configuration() const noexcept { return impl_->cfg_; }
+
+manager_stats manager::stats() const {
+  std::lock_guard lk(impl_->mu_);
+  auto s = impl_->stats_;
+  s.certificates = impl_->map_.size();
+  return s;
+}
+
+http::handler redirect_http(std::function<bool(std::string_view)> policy, std::uint16_t https_port) {
+  return http::redirect_to_https(std::move(policy), https_port);
+}
+
+}  // namespace letsencrypt

@@ -1,0 +1,396 @@
+#include "letsencrypt/tls/sni_map.hpp"
+
+#include <openssl/asn1.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "letsencrypt/tls/names.hpp"
+
+namespace letsencrypt::tls {
+
+namespace {
+
+struct slot {
+  std::uint64_t hash = 0;
+  std::shared_ptr<const sni_entry> entry;  // null: empty slot
+};
+
+// Readers of any map spread over the stripes by thread, so two ring threads rarely share a
+// counter's cache line. Assigned once per thread; a trivially destructible thread_local, so
+// no allocation and no exit-time work.
+std::size_t stripe_index() noexcept {
+  static std::atomic<std::size_t> next{0};
+  thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine;
+}
+
+inline std::uint64_t load_le(const char* p, std::size_t n) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, n);
+  return v;
+}
+
+inline std::uint64_t mix(std::uint64_t h) noexcept {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+std::chrono::system_clock::time_point not_after_of(X509* cert) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return {};
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+}  // namespace
+
+struct sni_map::table {
+  std::size_t mask = 0;
+  std::size_t count = 0;
+  std::unique_ptr<slot[]> slots;
+
+  explicit table(std::size_t entries) {
+    std::size_t cap = std::bit_ceil(std::max<std::size_t>(8, entries * 2));
+    mask = cap - 1;
+    slots = std::make_unique<slot[]>(cap);
+  }
+
+  void put(std::uint64_t h, std::shared_ptr<const sni_entry> e) {
+    std::size_t i = static_cast<std::size_t>(h) & mask;
+    while (slots[i].entry) i = (i + 1) & mask;
+    slots[i].hash = h;
+    slots[i].entry = std::move(e);
+    ++count;
+  }
+
+  // Replaces the entry of the same name or adds one; the table is not yet published.
+  void upsert(std::uint64_t h, std::shared_ptr<const sni_entry> e) {
+    std::size_t i = static_cast<std::size_t>(h) & mask;
+    while (slots[i].entry) {
+      if (slots[i].hash == h && slots[i].entry->name == e->name) {
+        slots[i].entry = std::move(e);
+        return;
+      }
+      i = (i + 1) & mask;
+    }
+    slots[i].hash = h;
+    slots[i].entry = std::move(e);
+    ++count;
+  }
+
+  // Linear probing without tombstones: later slots of the run move back over the hole.
+  bool erase(std::uint64_t h, std::string_view name) {
+    std::size_t i = static_cast<std::size_t>(h) & mask;
+    for (;; i = (i + 1) & mask) {
+      if (!slots[i].entry) return false;
+      if (slots[i].hash == h && slots[i].entry->name == name) break;
+    }
+    std::size_t j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (!slots[j].entry) break;
+      const std::size_t home = static_cast<std::size_t>(slots[j].hash) & mask;
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (stays) continue;
+      slots[i] = std::move(slots[j]);
+      i = j;
+    }
+    slots[i] = slot{};
+    --count;
+    return true;
+  }
+
+  const slot* find(std::string_view name, std::uint64_t h) const noexcept {
+    std::size_t i = static_cast<std::size_t>(h) & mask;
+    for (;;) {
+      const slot& s = slots[i];
+      if (!s.entry) return nullptr;
+      if (s.hash == h && s.entry->name == name) return &s;
+      i = (i + 1) & mask;
+    }
+  }
+};
+
+result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_PKEY* key,
+                                                                std::span<X509* const> chain) {
+  if (!leaf || !key) return errc::invalid_argument;
+  auto ck = std::make_shared<certified_key>();
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC: ck->kind = key_kind::ecdsa; break;
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS: ck->kind = key_kind::rsa; break;
+    default: return errc::invalid_argument;
+  }
+  if (X509_check_private_key(leaf, key) != 1) {
+    ERR_clear_error();
+    return errc::invalid_argument;
+  }
+  ck->leaf = up_ref(leaf);
+  ck->key = up_ref(key);
+  for (X509* c : chain) {
+    if (!c) return errc::invalid_argument;
+    ck->chain.push_back(up_ref(c));
+  }
+  ck->not_after = not_after_of(leaf);
+  return std::shared_ptr<const certified_key>(std::move(ck));
+}
+
+sni_map::sni_map(std::size_t shards)
+    : shard_count_(std::bit_ceil(std::clamp<std::size_t>(shards, 1, 1u << 16))),
+      shards_(std::make_unique<std::atomic<table*>[]>(shard_count_)) {
+  // A random seed keeps the table layout (and so probe lengths) unpredictable from outside.
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed_), sizeof seed_) != 1)
+    seed_ = reinterpret_cast<std::uintptr_t>(this) * 0x9e3779b97f4a7c15ULL;
+  for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].store(nullptr, std::memory_order_relaxed);
+}
+
+sni_map::~sni_map() {
+  for (std::size_t i = 0; i < shard_count_; ++i) delete shards_[i].load(std::memory_order_relaxed);
+}
+
+std::uint64_t sni_map::hash(std::string_view s) const noexcept {
+  std::uint64_t h = seed_ ^ (s.size() * 0x9e3779b97f4a7c15ULL);
+  const char* p = s.data();
+  std::size_t n = s.size();
+  while (n >= 8) {
+    h = (h ^ mix(load_le(p, 8))) * 0x9e3779b97f4a7c15ULL;
+    p += 8;
+    n -= 8;
+  }
+  if (n) h = (h ^ mix(load_le(p, n) ^ 0xa5)) * 0x9e3779b97f4a7c15ULL;
+  h = mix(h);
+  return h;
+}
+
+std::size_t sni_map::shard_of(std::uint64_t h) const noexcept {
+  // The slot index uses the low bits; the shard takes bits from the top half.
+  return static_cast<std::size_t>(h >> 40) & (shard_count_ - 1);
+}
+
+sni_map::read_guard::read_guard(const sni_map& m) noexcept {
+  stripe& st = m.stripes_[stripe_index() % stripe_count];
+  for (;;) {
+    const std::uint64_t e = m.epoch_.load(std::memory_order_seq_cst);
+    std::atomic<std::uint64_t>* c = &st.readers[e & 1];
+    c->fetch_add(1, std::memory_order_seq_cst);
+    // Entered only if the epoch did not move meanwhile: a writer that advanced past `e`
+    // may not have seen this counter, so try again in the new epoch.
+    if (m.epoch_.load(std::memory_order_seq_cst) == e) {
+      counter_ = c;
+      return;
+    }
+    c->fetch_sub(1, std::memory_order_release);
+  }
+}
+
+sni_map::read_guard::~read_guard() { counter_->fetch_sub(1, std::memory_order_release); }
+
+auto sni_map::find_exact(std::string_view normalised, std::uint64_t h) const noexcept -> const entry_ptr* {
+  const table* t = shards_[shard_of(h)].load(std::memory_order_acquire);
+  if (!t) return nullptr;
+  const slot* s = t->find(normalised, h);
+  return s ? &s->entry : nullptr;
+}
+
+auto sni_map::find_guarded(std::string_view name) const noexcept -> const entry_ptr* {
+  char buf[256];
+  std::size_t len = 0;
+  if (!normalise_into(name, buf, len)) return nullptr;
+  std::string_view n(buf, len);
+  if (const entry_ptr* e = find_exact(n, hash(n))) return e;
+  if (is_wildcard(n)) return nullptr;
+  // One level only: "a.b.example" -> "*.b.example", never "*.example".
+  const std::size_t dot = n.find('.');
+  if (dot == std::string_view::npos || dot == 0) return nullptr;
+  buf[dot - 1] = '*';
+  std::string_view w(buf + dot - 1, len - dot + 1);
+  return find_exact(w, hash(w));
+}
+
+std::shared_ptr<const sni_entry> sni_map::lookup(std::string_view name) const noexcept {
+  read_guard g(*this);
+  const entry_ptr* e = find_guarded(name);
+  return e ? *e : nullptr;  // a reference count increment, no allocation
+}
+
+
+struct sni_map::change {
+  std::uint64_t hash;
+  std::size_t shard;
+  std::string name;
+  std::shared_ptr<const sni_entry> entry;  // null: remove
+};
+
+namespace {
+
+bool valid_keys(const std::vector<std::shared_ptr<const certified_key>>& keys) {
+  if (keys.empty()) return false;
+  for (const auto& k : keys)
+    if (!k || !k->leaf || !k->key) return false;
+  return true;
+}
+
+}  // namespace
+
+void sni_map::apply_locked(std::span<change> changes) {
+  // Later updates of the same name win, so keep the callers' order inside each shard.
+  std::stable_sort(changes.begin(), changes.end(),
+                   [](const change& a, const change& b) { return a.shard < b.shard; });
+  std::size_t i = 0;
+  while (i < changes.size()) {
+    const std::size_t s = changes[i].shard;
+    std::size_t end = i;
+    while (end < changes.size() && changes[end].shard == s) ++end;
+    const table* old = shards_[s].load(std::memory_order_relaxed);
+    const std::size_t old_count = old ? old->count : 0;
+    auto t = std::make_unique<table>(old_count + (end - i));
+    if (old)
+      for (std::size_t k = 0; k <= old->mask; ++k)
+        if (old->slots[k].entry) t->put(old->slots[k].hash, old->slots[k].entry);
+    for (std::size_t k = i; k < end; ++k) {
+      change& c = changes[k];
+      if (c.entry)
+        t->upsert(c.hash, std::move(c.entry));
+      else
+        t->erase(c.hash, c.name);
+    }
+    if (t->count == 0) {
+      t.reset();
+    } else if (t->count * 8 < t->mask + 1 && t->mask + 1 > 16) {
+      auto smaller = std::make_unique<table>(t->count);
+      for (std::size_t k = 0; k <= t->mask; ++k)
+        if (t->slots[k].entry) smaller->put(t->slots[k].hash, std::move(t->slots[k].entry));
+      t = std::move(smaller);
+    }
+    const std::size_t new_count = t ? t->count : 0;
+    if (new_count >= old_count)
+      size_.fetch_add(new_count - old_count, std::memory_order_relaxed);
+    else
+      size_.fetch_sub(old_count - new_count, std::memory_order_relaxed);
+    publish(s, std::move(t));
+    i = end;
+  }
+}
+
+void sni_map::publish(std::size_t shard, std::unique_ptr<table> t) {
+  table* old = shards_[shard].exchange(t.release(), std::memory_order_seq_cst);
+  if (!old) return;
+  // Readers that can still see `old` entered at or before the epoch read here (see
+  // read_guard), so it is safe to free once the epoch is two ahead.
+  retired_.push_back({std::unique_ptr<table>(old), epoch_.load(std::memory_order_seq_cst)});
+}
+
+bool sni_map::try_advance() {
+  const std::uint64_t e = epoch_.load(std::memory_order_seq_cst);
+  // Readers still in epoch e-1 count on the parity of e+1; they block the step to e+1.
+  const std::size_t parity = (e + 1) & 1;
+  for (const stripe& st : stripes_)
+    if (st.readers[parity].load(std::memory_order_seq_cst) != 0) return false;
+  epoch_.store(e + 1, std::memory_order_seq_cst);
+  return true;
+}
+
+std::size_t sni_map::collect_locked() {
+  if (retired_.empty()) return 0;
+  for (int k = 0; k < 2 && try_advance(); ++k) {
+  }
+  const std::uint64_t e = epoch_.load(std::memory_order_seq_cst);
+  std::size_t freed = 0;
+  std::erase_if(retired_, [&](const retired& r) {
+    if (r.epoch + 2 > e) return false;
+    ++freed;
+    return true;
+  });
+  reclaimed_.fetch_add(freed, std::memory_order_relaxed);
+  return freed;
+}
+
+std::size_t sni_map::collect() {
+  std::lock_guard lock(write_mutex_);
+  return collect_locked();
+}
+
+void sni_map::synchronize() {
+  for (;;) {
+    {
+      std::lock_guard lock(write_mutex_);
+      collect_locked();
+      if (retired_.empty()) return;
+    }
+    std::this_thread::yield();
+  }
+}
+
+std::size_t sni_map::retired_tables() const {
+  std::lock_guard lock(write_mutex_);
+  return retired_.size();
+}
+
+result<void> sni_map::apply(std::span<const sni_update> updates) {
+  std::vector<change> changes;
+  changes.reserve(updates.size());
+  for (const sni_update& u : updates) {
+    LE_TRY(n, normalise_name(u.name));
+    if (!u.keys.empty() && !valid_keys(u.keys)) return errc::invalid_argument;
+    const std::uint64_t h = hash(n);
+    std::shared_ptr<const sni_entry> e;
+    if (!u.keys.empty()) e = std::make_shared<const sni_entry>(sni_entry{n, u.keys});
+    changes.push_back({h, shard_of(h), std::move(n), std::move(e)});
+  }
+  std::lock_guard lock(write_mutex_);
+  apply_locked(changes);
+  collect_locked();
+  return ok();
+}
+
+result<void> sni_map::set(std::string_view name, std::vector<std::shared_ptr<const certified_key>> keys) {
+  LE_TRY(n, normalise_name(name));
+  if (!valid_keys(keys)) return errc::invalid_argument;
+  const std::uint64_t h = hash(n);
+  auto e = std::make_shared<const sni_entry>(sni_entry{n, std::move(keys)});
+  change c{h, shard_of(h), std::move(n), std::move(e)};
+  std::lock_guard lock(write_mutex_);
+  apply_locked({&c, 1});
+  collect_locked();
+  return ok();
+}
+
+result<void> sni_map::insert(std::string_view name, std::shared_ptr<const certified_key> key) {
+  LE_TRY(n, normalise_name(name));
+  if (!key || !key->leaf || !key->key) return errc::invalid_argument;
+  const std::uint64_t h = hash(n);
+  std::lock_guard lock(write_mutex_);
+  // Writers are serialised and only writers free tables, so no read guard is needed here.
+  std::vector<std::shared_ptr<const certified_key>> keys;
+  if (const entry_ptr* cur = find_exact(n, h))
+    for (const auto& k : (*cur)->keys)
+      if (k->kind != key->kind) keys.push_back(k);
+  keys.push_back(std::move(key));
+  auto e = std::make_shared<const sni_entry>(sni_entry{n, std::move(keys)});
+  change c{h, shard_of(h), std::move(n), std::move(e)};
+  apply_locked({&c, 1});
+  collect_locked();
+  return ok();
+}
+
+result<bool> sni_map::remove(std::string_view name) {
+  LE_TRY(n, normalise_name(name));
+  const std::uint64_t h = hash(n);
+  std::lock_guard lock(write_mutex_);
+  if (!find_exact(n, h)) return false;
+  change c{h, shard_of(h), std::move(n), nullptr};
+  apply_locked({&c, 1});
+  collect_locked();
+  return true;
+}
+
+}  // namespace letsencrypt::tls

@@ -1,0 +1,299 @@
+#include "letsencrypt/tls/stream.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "letsencrypt/io/net.hpp"
+#include "letsencrypt/tls/error.hpp"
+
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+namespace letsencrypt::tls {
+
+namespace {
+constexpr std::size_t receive_size = 17 * 1024;     // one full TLS record and change
+constexpr std::size_t write_chunk = 4 * 16 * 1024;  // plaintext encrypted before each send
+}  // namespace
+
+struct stream::busy_guard {
+  stream* s;
+  bool ok;
+  explicit busy_guard(stream* st) : s(st), ok(!st->busy_) {
+    if (ok) s->busy_ = true;
+  }
+  ~busy_guard() {
+    if (ok) s->busy_ = false;
+  }
+};
+
+stream::stream(io::unique_fd fd, std::unique_ptr<engine> eng) noexcept : fd_(std::move(fd)), eng_(std::move(eng)) {}
+
+stream::~stream() {
+  // The engine may still point into the pooled buffer; drop that link before giving it back.
+  if (eng_) eng_->keep_input();
+}
+
+result<std::unique_ptr<stream>> stream::server(io::unique_fd fd, SSL_CTX* ctx) {
+  LE_TRY(eng, engine::create(ctx, role::server));
+  return std::make_unique<stream>(std::move(fd), std::move(eng));
+}
+
+void stream::release_input() noexcept {
+  // An idle connection should not pin a pooled buffer the engine has finished with.
+  if (eng_->input_pending() == 0) held_.reset();
+}
+
+io::task<result<void>> stream::flush(io::clock::time_point deadline) {
+  while (!eng_->pending_output().empty()) {
+    auto out = eng_->pending_output();
+    LE_CO_TRY(n, co_await io::send(fd_.get(), out).deadline(deadline).cancel_on(stop_));
+    eng_->consume_output(n);
+  }
+  co_return ok();
+}
+
+io::task<result<void>> stream::fill(io::clock::time_point deadline) {
+  if (pool_) {
+    // The previous pooled buffer goes back to the kernel; its unread bytes stay with the engine.
+    eng_->keep_input();
+    held_.reset();
+    auto r = co_await io::recv_pooled(fd_.get(), *pool_).deadline(deadline).cancel_on(stop_);
+    if (r) {
+      if (r->empty()) {
+        eng_->feed_eof();
+      } else {
+        held_ = std::move(*r);
+        eng_->feed(held_.data());
+      }
+      co_return ok();
+    }
+    if (r.error() != std::error_code(ENOBUFS, std::system_category())) co_return r.error();
+  }
+  eng_->keep_input();
+  if (rbuf_.empty()) rbuf_.resize(receive_size);
+  LE_CO_TRY(n, co_await io::recv(fd_.get(), rbuf_).deadline(deadline).cancel_on(stop_));
+  if (n == 0)
+    eng_->feed_eof();
+  else
+    eng_->feed(std::span(rbuf_).first(n));
+  co_return ok();
+}
+
+io::task<void> stream::send_alert() {
+  // Best effort, bounded: the connection is failing anyway.
+  if (eng_->pending_output().empty()) co_return;
+  auto out = eng_->pending_output();
+  auto r = co_await io::send(fd_.get(), out, MSG_NOSIGNAL | MSG_DONTWAIT).timeout(std::chrono::milliseconds(100));
+  (void)r;
+  eng_->consume_output(out.size());
+}
+
+io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
+  busy_guard g(this);
+  if (!g.ok) co_return errc::busy;
+  for (;;) {
+    auto r = eng_->handshake();
+    release_input();
+    if (r.state == status::error) {
+      co_await send_alert();
+      co_return eng_->error();
+    }
+    if (!eng_->pending_output().empty()) LE_CO_TRY_VOID(co_await flush(deadline));
+    switch (r.state) {
+      case status::done:
+        co_return ok();
+      case status::have_output:
+        break;
+      case status::want_input:
+        LE_CO_TRY_VOID(co_await fill(deadline));
+        break;
+      case status::want_certificate:
+        if (!retry_) co_return tls_errc::no_retry_handler;
+        co_await retry_(eng_->native());
+        if (stop_.stop_requested()) co_return errc::cancelled;
+        if (io::clock::now() >= deadline) co_return errc::timed_out;
+        break;
+      case status::closed:
+        co_return errc::closed;
+      case status::error:
+        break;  // handled above
+    }
+  }
+}
+
+io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::clock::time_point deadline) {
+  busy_guard g(this);
+  if (!g.ok) co_return errc::busy;
+  if (buf.empty()) co_return std::size_t{0};
+  for (;;) {
+    auto r = eng_->read(buf);
+    release_input();
+    if (r.state == status::error) {
+      co_await send_alert();
+      co_return eng_->error();
+    }
+    // Post-handshake messages (key updates) may need an answer before more data comes.
+    if (!eng_->pending_output().empty()) LE_CO_TRY_VOID(co_await flush(deadline));
+    switch (r.state) {
+      case status::done:
+        co_return r.bytes;
+      case status::closed:
+        co_return std::size_t{0};
+      case status::want_input:
+        LE_CO_TRY_VOID(co_await fill(deadline));
+        break;
+      case status::have_output:
+        break;
+      case status::want_certificate:
+        co_return tls_errc::handshake_failed;
+      case status::error:
+        break;
+    }
+  }
+}
+
+io::task<result<void>> stream::write_all(std::span<const std::byte> buf, io::clock::time_point deadline) {
+  busy_guard g(this);
+  if (!g.ok) co_return errc::busy;
+  while (!buf.empty()) {
+    auto chunk = buf.first(std::min(buf.size(), write_chunk));
+    auto r = eng_->write(chunk);
+    if (r.state == status::error) {
+      co_await send_alert();
+      co_return eng_->error();
+    }
+    LE_CO_TRY_VOID(co_await flush(deadline));
+    if (r.state != status::done) co_return tls_errc::internal_error;
+    buf = buf.subspan(r.bytes);
+  }
+  co_return ok();
+}
+
+io::task<result<void>> stream::shutdown(io::clock::time_point deadline) {
+  busy_guard g(this);
+  if (!g.ok) co_return errc::busy;
+  if (fin_sent_) co_return ok();
+  if (eng_->handshake_done()) {
+    auto r = eng_->shutdown();
+    if (r.state != status::error) LE_CO_TRY_VOID(co_await flush(deadline));
+  }
+  fin_sent_ = true;
+  ::shutdown(fd_.get(), SHUT_WR);
+  co_return ok();
+}
+
+std::string_view stream::alpn_selected() const noexcept {
+  const unsigned char* p = nullptr;
+  unsigned len = 0;
+  SSL_get0_alpn_selected(eng_->native(), &p, &len);
+  if (!p) return {};
+  return {reinterpret_cast<const char*>(p), len};
+}
+
+X509* stream::peer_certificate() const noexcept { return SSL_get0_peer_certificate(eng_->native()); }
+
+std::string_view stream::server_name() const noexcept {
+  const char* n = SSL_get_servername(eng_->native(), TLSEXT_NAMETYPE_host_name);
+  return n ? std::string_view(n) : std::string_view();
+}
+
+result<ssl_ctx_ptr> make_client_context(const client_config& cfg) {
+  ERR_clear_error();
+  ssl_ctx_ptr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return tls_error();
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (cfg.ca_pem.empty()) {
+    if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) return tls_error();
+  } else {
+    LE_TRY(roots, load_certificate_chain_pem(cfg.ca_pem));
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+    for (auto& c : roots)
+      if (X509_STORE_add_cert(store, c.get()) != 1) return tls_error();
+  }
+  if (!cfg.alpn.empty()) {
+    std::vector<unsigned char> wire;
+    for (const auto& p : cfg.alpn) {
+      if (p.empty() || p.size() > 255) return errc::invalid_argument;
+      wire.push_back(static_cast<unsigned char>(p.size()));
+      wire.insert(wire.end(), p.begin(), p.end());
+    }
+    // SSL_CTX_set_alpn_protos returns 0 on success.
+    if (SSL_CTX_set_alpn_protos(ctx.get(), wire.data(), static_cast<unsigned>(wire.size())) != 0)
+      return tls_error();
+  }
+  return ctx;
+}
+
+namespace {
+
+std::string strip_brackets(std::string h) {
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') return h.substr(1, h.size() - 2);
+  return h;
+}
+
+bool is_address(const std::string& h) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_t port, SSL_CTX* ctx,
+                                                  std::string sni_override, io::clock::time_point deadline) {
+  if (!ctx || host.empty()) co_return errc::invalid_argument;
+  std::string name = strip_brackets(sni_override.empty() ? host : sni_override);
+  ERR_clear_error();
+  ssl_ptr ssl(SSL_new(ctx));
+  if (!ssl) co_return tls_error();
+  if (is_address(name)) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name.c_str()) != 1) co_return errc::invalid_argument;
+  } else {
+    if (SSL_set_tlsext_host_name(ssl.get(), name.c_str()) != 1) co_return tls_error(tls_errc::internal_error);
+    if (SSL_set1_host(ssl.get(), name.c_str()) != 1) co_return tls_error(tls_errc::internal_error);
+  }
+  LE_CO_TRY(eng, engine::create(std::move(ssl), role::client));
+  auto timeout = deadline - io::clock::now();
+  if (timeout <= io::duration::zero()) co_return errc::timed_out;
+  LE_CO_TRY(fd, co_await io::connect_tcp(host, port, timeout));
+  auto s = std::make_unique<stream>(std::move(fd), std::move(eng));
+  LE_CO_TRY_VOID(co_await s->handshake(deadline));
+  co_return std::move(s);
+}
+
+io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_t port, const client_config& cfg,
+                                                  io::clock::time_point deadline) {
+  LE_CO_TRY(ctx, make_client_context(cfg));
+  co_return co_await connect(std::move(host), port, ctx.get(), cfg.sni_override, deadline);
+}
+
+bool ktls_available() noexcept {
+  static const bool available = [] {
+    io::unique_fd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!l) return false;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(l.get(), 1) < 0 ||
+        ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len) < 0)
+      return false;
+    io::unique_fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!c || ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return false;
+    io::unique_fd peer(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    // The "tls" ULP attaches only to an established socket; ENOENT means no tls module.
+    return ::setsockopt(c.get(), SOL_TCP, TCP_ULP, "tls", sizeof("tls")) == 0;
+  }();
+  return available;
+}
+
+}  // namespace letsencrypt::tls

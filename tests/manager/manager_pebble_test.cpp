@@ -1,0 +1,372 @@
+// The Manager against a real ACME CA (Pebble on loopback) and real TLS clients.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "letsencrypt/manager.hpp"
+#include "pebble_fixture.hpp"
+#include "test_certs.hpp"
+
+using namespace letsencrypt;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct probe_result {
+  bool ok = false;
+  std::string error;
+  std::string subject_cn;
+  std::string serial;
+};
+
+std::string serial_of(X509* x) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr);
+  char* hex = BN_bn2hex(bn);
+  std::string s = hex;
+  OPENSSL_free(hex);
+  BN_free(bn);
+  return s;
+}
+
+// A blocking TLS 1.3 client handshake to 127.0.0.1:port with SNI `name`, verifying the chain
+// against `root_pem` and the host name.
+probe_result probe(std::uint16_t port, const std::string& name, const std::string& root_pem) {
+  probe_result out;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  BIO* bio = BIO_new_mem_buf(root_pem.data(), int(root_pem.size()));
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  while (X509* c = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    X509_STORE_add_cert(store, c);
+    X509_free(c);
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  SSL* ssl = nullptr;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    out.error = "connect failed";
+  } else {
+    ssl = SSL_new(ctx);
+    SSL_set_tlsext_host_name(ssl, name.c_str());
+    SSL_set1_host(ssl, name.c_str());
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) == 1) {
+      X509* peer = SSL_get1_peer_certificate(ssl);
+      char cn[256] = {};
+      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+      out.subject_cn = cn;
+      out.serial = serial_of(peer);
+      out.ok = SSL_get_verify_result(ssl) == X509_V_OK;
+      if (!out.ok) out.error = X509_verify_cert_error_string(SSL_get_verify_result(ssl));
+      X509_free(peer);
+      SSL_shutdown(ssl);
+    } else {
+      char buf[256];
+      ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+      out.error = buf;
+    }
+  }
+  if (ssl) SSL_free(ssl);
+  ::close(fd);
+  SSL_CTX_free(ctx);
+  return out;
+}
+
+class manager_pebble : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::pebble_ca::installed()) GTEST_SKIP() << "pebble not installed: apt-get install pebble";
+    dir_ = std::filesystem::temp_directory_path() / ("le-manager-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void start_ca(test::pebble_ca::options o = {}) {
+    auto ca = test::pebble_ca::start(o);
+    ASSERT_TRUE(ca) << ca.error().message();
+    ca_ = std::move(*ca);
+  }
+
+  config make_config() const {
+    config c;
+    c.directory_url = ca_->directory_url();
+    c.ca_root_pem = ca_->https_ca_pem();
+    c.listen_host = "127.0.0.1";
+    c.https_port = ca_->tls_port();
+    c.http_port = ca_->http_port();
+    c.shards = 2;
+    c.log = [](log_level, std::string_view line) { std::fprintf(stderr, "  [manager] %.*s\n", int(line.size()), line.data()); };
+    return c;
+  }
+
+  static io::task<http::response> hello(const http::request&) {
+    http::response r;
+    r.status = 200;
+    r.body = "Hello, TLS!\n";
+    co_return r;
+  }
+
+  std::string cache() const { return (dir_ / "letsencrypt.cache").string(); }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<test::pebble_ca> ca_;
+};
+
+TEST_F(manager_pebble, issues_on_demand_then_serves_from_journal_with_the_ca_down) {
+  start_ca();
+  std::string serial;
+  {
+    manager m(make_config());
+    ASSERT_TRUE(m.cache_file(cache()));
+    ASSERT_TRUE(m.set_hosts({"demo.test"}));
+    ASSERT_TRUE(m.start(hello, true));
+    auto p = probe(m.https_port(), "demo.test", ca_->issuing_root_pem());
+    ASSERT_TRUE(p.ok) << p.error;
+    EXPECT_EQ(p.subject_cn, "demo.test");
+    serial = p.serial;
+    EXPECT_EQ(m.stats().orders, 1u);
+    EXPECT_TRUE(m.registered());
+  }
+  // Restart with the CA gone: the journal alone serves the same certificate, no order.
+  auto root = ca_->issuing_root_pem();
+  auto cfg = make_config();
+  ca_->stop();
+  manager m(cfg);
+  ASSERT_TRUE(m.cache_file(cache()));
+  ASSERT_TRUE(m.start(hello, true));
+  auto p = probe(m.https_port(), "demo.test", root);
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_EQ(p.serial, serial);
+  EXPECT_EQ(m.stats().orders, 0u);
+  EXPECT_EQ(m.stats().loaded_from_cache, 1u);
+}
+
+TEST_F(manager_pebble, two_names_issued_concurrently) {
+  start_ca();
+  manager m(make_config());
+  ASSERT_TRUE(m.start(hello, true));
+  probe_result a, b;
+  std::thread ta([&] { a = probe(m.https_port(), "a.test", ca_->issuing_root_pem()); });
+  std::thread tb([&] { b = probe(m.https_port(), "b.test", ca_->issuing_root_pem()); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(a.ok) << a.error;
+  ASSERT_TRUE(b.ok) << b.error;
+  EXPECT_EQ(a.subject_cn, "a.test");
+  EXPECT_EQ(b.subject_cn, "b.test");
+  EXPECT_EQ(m.stats().orders, 2u);
+}
+
+TEST_F(manager_pebble, thundering_herd_of_handshakes_makes_exactly_one_order) {
+  start_ca();
+  manager m(make_config());
+  ASSERT_TRUE(m.start(hello, false));
+  constexpr int n = 100;
+  std::vector<probe_result> res(n);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < n; ++i) ts.emplace_back([&, i] { res[i] = probe(m.https_port(), "herd.test", ca_->issuing_root_pem()); });
+  for (auto& t : ts) t.join();
+  int ok = 0;
+  std::set<std::string> serials;
+  for (auto& r : res) {
+    ok += r.ok;
+    serials.insert(r.serial);
+  }
+  EXPECT_EQ(ok, n);
+  EXPECT_EQ(serials.size(), 1u);
+  EXPECT_EQ(m.stats().orders, 1u);
+}
+
+TEST_F(manager_pebble, names_outside_the_allowlist_get_no_order) {
+  start_ca();
+  manager m(make_config());
+  ASSERT_TRUE(m.set_hosts({"allowed.test"}));
+  m.set_host_policy([](std::string_view h) { return h != "vetoed.allowed.test"; });
+  ASSERT_TRUE(m.start(hello, false));
+  auto p = probe(m.https_port(), "evil.test", ca_->issuing_root_pem());
+  EXPECT_FALSE(p.ok);
+  auto r = m.cert_sync("evil.test");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::not_allowed);
+  EXPECT_EQ(m.stats().orders, 0u);
+  EXPECT_FALSE(m.registered());  // not even an account was made
+  EXPECT_TRUE(m.cert_sync("allowed.test"));
+  EXPECT_EQ(m.stats().orders, 1u);
+}
+
+TEST_F(manager_pebble, new_name_rate_limit_stops_a_flood_of_random_names) {
+  start_ca();
+  auto cfg = make_config();
+  cfg.new_names = {std::chrono::hours(3), 2};
+  manager m(cfg);
+  ASSERT_TRUE(m.start(hello, false));
+  int ok = 0;
+  for (int i = 0; i < 10; ++i) ok += probe(m.https_port(), "flood" + std::to_string(i) + ".test", ca_->issuing_root_pem()).ok;
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(m.stats().orders, 2u);
+  auto r = m.cert_sync("flood-late.test");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::rate_limited);
+}
+
+TEST_F(manager_pebble, renewal_replaces_the_served_certificate_without_failed_handshakes) {
+  test::pebble_ca::options o;
+  o.certificate_validity_seconds = 12;
+  start_ca(o);
+  manager m(make_config());
+  ASSERT_TRUE(m.cache_file(cache()));
+  ASSERT_TRUE(m.start(hello, false));
+  auto first = probe(m.https_port(), "renew.test", ca_->issuing_root_pem());
+  ASSERT_TRUE(first.ok) << first.error;
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0}, handshakes{0};
+  std::string last_error;
+  std::thread load([&] {
+    while (!done) {
+      auto p = probe(m.https_port(), "renew.test", ca_->issuing_root_pem());
+      ++handshakes;
+      if (!p.ok) {
+        ++failures;
+        last_error = p.error;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  std::string now_serial = first.serial;
+  for (int i = 0; i < 300 && now_serial == first.serial; ++i) {
+    std::this_thread::sleep_for(100ms);
+    auto p = probe(m.https_port(), "renew.test", ca_->issuing_root_pem());
+    if (p.ok) now_serial = p.serial;
+  }
+  done = true;
+  load.join();
+  EXPECT_NE(now_serial, first.serial) << "no renewal within 30 s";
+  EXPECT_GE(m.stats().renewed, 1u);
+  EXPECT_EQ(failures.load(), 0) << last_error;
+  EXPECT_GT(handshakes.load(), 20);
+  // The renewed certificate is in the journal.
+  EXPECT_NE(m.marshal().find("renew.test"), std::string::npos);
+}
+
+TEST_F(manager_pebble, go_cache_import_then_serving_its_certificate) {
+  start_ca();
+  letsencrypt::testing::test_certs certs("Go test CA");
+  auto issued = certs.issue({"go.test"});
+  auto escape = [](const std::string& s) {
+    std::string o;
+    for (char ch : s) {
+      if (ch == '\n') o += "\\n";
+      else if (ch == '"') o += "\\\"";
+      else o += ch;
+    }
+    return o;
+  };
+  std::string json = "{\"Email\":\"admin@go.test\",\"Reg\":null,\"Key\":\"\",\"Hosts\":[\"go.test\"],\"Certs\":{\"go.test\":{\"Cert\":\"" +
+                     escape(issued.chain_pem) + "\",\"Key\":\"" + escape(issued.key_pem) + "\"}}}";
+  manager m(make_config());
+  ASSERT_TRUE(m.cache_file(cache()));
+  auto r = m.unmarshal(json);
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_TRUE(m.start(hello, false));
+  auto ca_pem = certs.ca_pem();
+  auto p = probe(m.https_port(), "go.test", ca_pem);
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_EQ(p.serial, serial_of(issued.cert.get()));
+  EXPECT_EQ(m.stats().orders, 0u);
+  // The allowlist came along: other names are refused without an order.
+  EXPECT_EQ(m.cert_sync("other.test").error(), errc::not_allowed);
+}
+
+TEST_F(manager_pebble, watch_fires_after_issuance_and_for_existing_state) {
+  start_ca();
+  manager m(make_config());
+  std::atomic<int> fired{0};
+  m.watch([&] { ++fired; });
+  EXPECT_EQ(fired.load(), 0);  // nothing recorded yet
+  ASSERT_TRUE(m.start(hello, false));
+  ASSERT_TRUE(m.cert_sync("watched.test"));
+  EXPECT_GE(fired.load(), 1);
+  std::atomic<int> late{0};
+  m.watch([&] { ++late; });
+  EXPECT_EQ(late.load(), 1);  // told at once: state exists
+}
+
+TEST_F(manager_pebble, install_into_a_plain_blocking_openssl_server) {
+  start_ca();
+  auto cfg = make_config();
+  cfg.challenges = {challenge_type::tls_alpn_01};
+  manager m(cfg);
+  ASSERT_TRUE(m.set_hosts({"embed.test"}));
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  m.install(ctx);
+  // An ordinary blocking server on the port the CA validates: a thread per connection. Like
+  // any blocking socket server it ignores SIGPIPE (the CA's validator hangs up early).
+  ::signal(SIGPIPE, SIG_IGN);
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(ca_->tls_port());
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(lfd, 16), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> suspended{0};
+  std::vector<std::thread> conns;
+  std::thread acceptor([&] {
+    while (!stop) {
+      int fd = ::accept(lfd, nullptr, nullptr);
+      if (fd < 0) break;
+      conns.emplace_back([&, fd] {
+        SSL* ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        for (;;) {
+          int rc = SSL_accept(ssl);
+          if (rc == 1) {
+            SSL_shutdown(ssl);
+            break;
+          }
+          if (SSL_get_error(ssl, rc) != SSL_ERROR_WANT_CLIENT_HELLO_CB) break;
+          ++suspended;
+          (void)m.cert_sync(std::string(manager::pending_name(ssl)));
+        }
+        SSL_free(ssl);
+        ::close(fd);
+      });
+    }
+  });
+  auto p = probe(ca_->tls_port(), "embed.test", ca_->issuing_root_pem());
+  EXPECT_TRUE(p.ok) << p.error;
+  EXPECT_EQ(p.subject_cn, "embed.test");
+  EXPECT_GE(suspended.load(), 1);
+  EXPECT_EQ(m.stats().orders, 1u);
+  stop = true;
+  ::shutdown(lfd, SHUT_RDWR);
+  acceptor.join();
+  for (auto& t : conns) t.join();
+  ::close(lfd);
+  SSL_CTX_free(ctx);
+}
+
+}  // namespace

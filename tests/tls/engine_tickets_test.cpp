@@ -1,0 +1,147 @@
+#include <gtest/gtest.h>
+
+#include <map>
+#include <thread>
+
+#include "letsencrypt/tls/engine.hpp"
+#include "letsencrypt/tls/tickets.hpp"
+#include "test_certs.hpp"
+
+using namespace letsencrypt;
+using namespace letsencrypt::tls;
+using letsencrypt::testing::test_certs;
+
+namespace {
+
+void move_output(engine& from, engine& to, std::vector<std::byte>& store) {
+  auto out = from.pending_output();
+  if (out.empty()) return;
+  to.keep_input();
+  store.assign(out.begin(), out.end());
+  from.consume_output(out.size());
+  to.feed(store);
+}
+
+// Runs a full connection in memory, offering `session` when given; returns the session the
+// client ends with (after reading the server's tickets) and whether it was a resumption.
+std::pair<ssl_session_ptr, bool> connect(SSL_CTX* cctx, SSL_CTX* sctx, SSL_SESSION* session, int version) {
+  ssl_ptr cs(SSL_new(cctx));
+  SSL_set_tlsext_host_name(cs.get(), "tickets.test");
+  SSL_set1_host(cs.get(), "tickets.test");
+  SSL_set_min_proto_version(cs.get(), version);
+  SSL_set_max_proto_version(cs.get(), version);
+  if (session) SSL_set_session(cs.get(), session);
+  auto c = std::move(engine::create(std::move(cs), role::client)).value();
+  auto s = std::move(engine::create(sctx, role::server)).value();
+  std::vector<std::byte> a, b;
+  status cs_st = status::want_input, ss_st = status::want_input;
+  for (int i = 0; i < 20 && (cs_st != status::done || ss_st != status::done); ++i) {
+    cs_st = c->handshake().state;
+    move_output(*c, *s, a);
+    ss_st = s->handshake().state;
+    move_output(*s, *c, b);
+    EXPECT_NE(cs_st, status::error) << c->error().message();
+    EXPECT_NE(ss_st, status::error) << s->error().message();
+  }
+  EXPECT_EQ(cs_st, status::done);
+  // TLS 1.3 tickets arrive after the handshake: a read processes them.
+  std::byte buf[64];
+  for (int i = 0; i < 3; ++i) {
+    move_output(*s, *c, b);
+    EXPECT_EQ(c->read(buf).state, status::want_input);
+  }
+  bool reused = SSL_session_reused(c->native()) == 1;
+  // OpenSSL marks the session of a connection freed without close_notify as not resumable.
+  EXPECT_EQ(c->shutdown().state, status::have_output);
+  return {ssl_session_ptr(SSL_get1_session(c->native())), reused};
+}
+
+}  // namespace
+
+TEST(tickets, resumption_survives_one_rotation_not_two) {
+  test_certs certs;
+  auto leaf = certs.issue({"tickets.test"});
+  auto cctx = certs.client_context();
+  // With the server's session cache on (the default) and off: tickets need no cache.
+  std::vector<std::pair<long, int>> cases = {{SSL_SESS_CACHE_SERVER, TLS1_3_VERSION},
+                                             {SSL_SESS_CACHE_SERVER, TLS1_2_VERSION},
+                                             {SSL_SESS_CACHE_OFF, TLS1_3_VERSION},
+                                             {SSL_SESS_CACHE_OFF, TLS1_2_VERSION}};
+  for (auto [mode, version] : cases) {
+    SCOPED_TRACE(version);
+    SCOPED_TRACE(mode);
+    auto sctx = test_certs::server_context(leaf);
+    SSL_CTX_set_session_cache_mode(sctx.get(), mode);
+    ticket_keys keys;
+    ASSERT_TRUE(keys.install(sctx.get()));
+    auto [s1, r1] = connect(cctx.get(), sctx.get(), nullptr, version);
+    ASSERT_TRUE(s1);
+    EXPECT_FALSE(r1);
+    ASSERT_TRUE(SSL_SESSION_is_resumable(s1.get()));
+
+    // Same key: resumed.
+    auto [s2, r2] = connect(cctx.get(), sctx.get(), s1.get(), version);
+    EXPECT_TRUE(r2);
+
+    // One rotation: the ticket is under the previous key, still accepted.
+    auto before = keys.stats();
+    ASSERT_TRUE(keys.rotate());
+    auto [s3, r3] = connect(cctx.get(), sctx.get(), s1.get(), version);
+    EXPECT_TRUE(r3);
+    EXPECT_EQ(keys.stats().resumed_previous, before.resumed_previous + 1);
+
+    // Two rotations: the ticket's key is gone; a full handshake follows, and the new ticket
+    // (issued under the current key) resumes.
+    ASSERT_TRUE(keys.rotate());
+    auto [s4, r4] = connect(cctx.get(), sctx.get(), s1.get(), version);
+    EXPECT_FALSE(r4);
+    auto [s5, r5] = connect(cctx.get(), sctx.get(), s4.get(), version);
+    EXPECT_TRUE(r5);
+    EXPECT_EQ(keys.generation(), 2u);
+    EXPECT_GT(keys.stats().unknown, 0u);
+    EXPECT_GT(keys.stats().resumed_current, 0u);
+  }
+}
+
+TEST(tickets, readers_see_consistent_keys_while_rotating) {
+  ticket_keys keys;
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<ticket_keys::key_set>> seen(2);
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      while (!stop.load(std::memory_order_relaxed) && seen[t].size() < 200000) seen[t].push_back(keys.snapshot());
+    });
+  }
+  std::vector<ticket_keys::key> published;
+  published.push_back(keys.snapshot().current);
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(keys.rotate());
+    published.push_back(keys.snapshot().current);
+  }
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(keys.generation(), 3000u);
+  // Every snapshot must be exactly one published set: current = published[i] in full and
+  // previous = published[i - 1]; a torn copy would mix words of two sets.
+  std::map<std::array<unsigned char, 16>, std::size_t> index;
+  for (std::size_t i = 0; i < published.size(); ++i) index[published[i].name] = i;
+  std::size_t checked = 0;
+  for (auto& v : seen) {
+    for (auto& s : v) {
+      auto it = index.find(s.current.name);
+      ASSERT_NE(it, index.end());
+      std::size_t i = it->second;
+      ASSERT_EQ(s.current.aes, published[i].aes);
+      ASSERT_EQ(s.current.hmac, published[i].hmac);
+      ASSERT_EQ(s.has_previous, i > 0);
+      if (i > 0) {
+        ASSERT_EQ(s.previous.name, published[i - 1].name);
+        ASSERT_EQ(s.previous.aes, published[i - 1].aes);
+        ASSERT_EQ(s.previous.hmac, published[i - 1].hmac);
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0u);
+}

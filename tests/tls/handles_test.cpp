@@ -1,0 +1,143 @@
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "letsencrypt/tls/error.hpp"
+#include "letsencrypt/tls/handles.hpp"
+#include "test_certs.hpp"
+
+using namespace letsencrypt;
+using namespace letsencrypt::tls;
+using letsencrypt::testing::key_kind;
+using letsencrypt::testing::test_certs;
+
+TEST(handles, pem_round_trip_of_chain_and_keys) {
+  test_certs certs;
+  for (auto kind : {key_kind::ec_p256, key_kind::rsa2048}) {
+    auto leaf = certs.issue({"pem.test", "*.pem.test"}, kind);
+    auto chain = load_certificate_chain_pem(leaf.chain_pem);
+    ASSERT_TRUE(chain) << chain.error().message();
+    ASSERT_EQ(chain->size(), 2u);
+    EXPECT_EQ(X509_cmp((*chain)[0].get(), leaf.cert.get()), 0);
+    EXPECT_EQ(X509_cmp((*chain)[1].get(), certs.ca_cert()), 0);
+    auto again = to_pem(std::span<const x509_ptr>(*chain));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(*again, leaf.chain_pem);
+
+    auto key = load_private_key_pem(leaf.key_pem);
+    ASSERT_TRUE(key) << key.error().message();
+    EXPECT_EQ(EVP_PKEY_eq(key->get(), leaf.key.get()), 1);
+    EXPECT_EQ(X509_check_private_key(leaf.cert.get(), key->get()), 1);
+    auto kp = to_pem(key->get());
+    ASSERT_TRUE(kp);
+    EXPECT_EQ(kp->rfind("-----BEGIN PRIVATE KEY-----", 0), 0u) << "PKCS#8";
+    EXPECT_EQ(*kp, leaf.key_pem);
+    auto pub = public_key_pem(key->get());
+    ASSERT_TRUE(pub);
+    EXPECT_EQ(pub->rfind("-----BEGIN PUBLIC KEY-----", 0), 0u);
+    EXPECT_EQ(pub->find("PRIVATE"), std::string::npos);
+  }
+}
+
+TEST(handles, traditional_key_formats_load) {
+  auto k = generate_rsa_key(2048);
+  ASSERT_TRUE(k);
+  bio_ptr b(BIO_new(BIO_s_mem()));
+  ASSERT_EQ(PEM_write_bio_PrivateKey_traditional(b.get(), k->get(), nullptr, nullptr, 0, nullptr, nullptr), 1);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b.get(), &data);
+  std::string pem(data, std::size_t(n));
+  EXPECT_NE(pem.find("BEGIN RSA PRIVATE KEY"), std::string::npos);
+  auto loaded = load_private_key_pem(pem);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(EVP_PKEY_eq(loaded->get(), k->get()), 1);
+}
+
+TEST(handles, bad_pem_is_a_clear_error) {
+  for (std::string bad : {std::string(), std::string("not pem at all"),
+                          std::string("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+                          std::string("-----BEGIN CERTIFICATE-----\n")}) {
+    auto c = load_certificate_chain_pem(bad);
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error(), tls_errc::bad_pem);
+    auto k = load_private_key_pem(bad);
+    ASSERT_FALSE(k);
+    EXPECT_EQ(k.error(), tls_errc::bad_pem);
+  }
+  // A good certificate followed by a damaged one fails as a whole.
+  test_certs certs;
+  auto leaf = certs.issue({"x.test"});
+  auto c = load_certificate_chain_pem(leaf.cert_pem + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), tls_errc::bad_pem);
+  // An encrypted key is refused instead of prompting for a password.
+  bio_ptr b(BIO_new(BIO_s_mem()));
+  ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(b.get(), leaf.key.get(), EVP_aes_256_cbc(), nullptr, 0, nullptr,
+                                          const_cast<char*>("secret")),
+            1);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b.get(), &data);
+  auto k = load_private_key_pem(std::string_view(data, std::size_t(n)));
+  ASSERT_FALSE(k);
+  EXPECT_EQ(k.error(), tls_errc::bad_pem);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, up_ref_and_chain_copy_share_objects) {
+  test_certs certs;
+  auto leaf = certs.issue({"ref.test"});
+  x509_ptr a = up_ref(leaf.cert.get());
+  ASSERT_EQ(a.get(), leaf.cert.get());
+  evp_pkey_ptr k = up_ref(leaf.key.get());
+  ASSERT_EQ(k.get(), leaf.key.get());
+  EXPECT_FALSE(up_ref(static_cast<X509*>(nullptr)));
+  std::vector<x509_ptr> chain;
+  chain.push_back(up_ref(leaf.cert.get()));
+  chain.push_back(up_ref(certs.ca_cert()));
+  auto copy = copy_chain(chain);
+  ASSERT_EQ(copy.size(), 2u);
+  EXPECT_EQ(copy[0].get(), chain[0].get());
+  auto st = to_stack(chain);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(sk_X509_num(st->get()), 2);
+  chain.clear();
+  copy.clear();
+  // The stack still holds its own references.
+  EXPECT_EQ(X509_cmp(sk_X509_value(st->get(), 1), certs.ca_cert()), 0);
+}
+
+TEST(handles, key_generation) {
+  auto ec = generate_ec_p256_key();
+  ASSERT_TRUE(ec);
+  EXPECT_EQ(EVP_PKEY_get_base_id(ec->get()), EVP_PKEY_EC);
+  EXPECT_EQ(EVP_PKEY_get_bits(ec->get()), 256);
+  auto rsa = generate_rsa_key(2048);
+  ASSERT_TRUE(rsa);
+  EXPECT_EQ(EVP_PKEY_get_base_id(rsa->get()), EVP_PKEY_RSA);
+  EXPECT_EQ(EVP_PKEY_get_bits(rsa->get()), 2048);
+  auto small = generate_rsa_key(512);
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error(), errc::invalid_argument);
+  auto e1 = generate_ec_p256_key();
+  EXPECT_NE(EVP_PKEY_eq(e1->get(), ec->get()), 1) << "fresh keys differ";
+}
+
+TEST(handles, tls_error_turns_the_queue_into_a_readable_code) {
+  ERR_clear_error();
+  EXPECT_EQ(tls_error(tls_errc::handshake_failed), tls_errc::handshake_failed) << "empty queue: fallback";
+  // Provoke a real OpenSSL error: using a key that does not match the certificate.
+  test_certs certs;
+  auto a = certs.issue({"a.test"});
+  auto b = certs.issue({"b.test"});
+  ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
+  ASSERT_EQ(SSL_CTX_use_certificate(ctx.get(), a.cert.get()), 1);
+  ASSERT_NE(SSL_CTX_use_PrivateKey(ctx.get(), b.key.get()), 1);
+  auto ec = tls_error();
+  EXPECT_EQ(ec.category(), tls_category());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "queue cleared";
+  EXPECT_NE(ec.message().find("key values mismatch"), std::string::npos) << ec.message();
+  EXPECT_EQ(classify(ec), tls_errc::key_mismatch);
+  EXPECT_EQ(std::error_code(tls_errc::alert_received).message(), "TLS alert received from peer");
+  EXPECT_EQ(classify(std::error_code(tls_errc::unexpected_eof)), tls_errc::unexpected_eof);
+  EXPECT_EQ(classify(make_error_code(errc::timed_out)), tls_errc::handshake_failed);
+}

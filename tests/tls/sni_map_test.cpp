@@ -1,0 +1,270 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "letsencrypt/tls/sni_map.hpp"
+#include "test_certs.hpp"
+
+using namespace letsencrypt;
+
+namespace {
+
+using key_ptr = std::shared_ptr<const tls::certified_key>;
+
+class sni_map_test : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ca_ = new letsencrypt::testing::test_certs();
+    ec_a_ = make(ca_->issue({"a.example"}, letsencrypt::testing::key_kind::ec_p256)).release();
+    ec_b_ = make(ca_->issue({"b.example"}, letsencrypt::testing::key_kind::ec_p256)).release();
+    rsa_a_ = make(ca_->issue({"a.example"}, letsencrypt::testing::key_kind::rsa2048)).release();
+  }
+  static void TearDownTestSuite() {
+    delete ec_a_;
+    delete ec_b_;
+    delete rsa_a_;
+    delete ca_;
+  }
+  static std::unique_ptr<key_ptr> make(const letsencrypt::testing::issued_cert& c) {
+    X509* chain[] = {ca_->ca_cert()};
+    auto k = tls::make_certified_key(c.cert.get(), c.key.get(), chain);
+    EXPECT_TRUE(k) << k.error().message();
+    return std::make_unique<key_ptr>(std::move(k).value());
+  }
+  static key_ptr ec_a() { return *ec_a_; }
+  static key_ptr ec_b() { return *ec_b_; }
+  static key_ptr rsa_a() { return *rsa_a_; }
+
+  static inline letsencrypt::testing::test_certs* ca_ = nullptr;
+  static inline key_ptr* ec_a_ = nullptr;
+  static inline key_ptr* ec_b_ = nullptr;
+  static inline key_ptr* rsa_a_ = nullptr;
+};
+
+TEST_F(sni_map_test, make_certified_key_reads_kind_and_expiry) {
+  EXPECT_EQ(ec_a()->kind, tls::key_kind::ecdsa);
+  EXPECT_EQ(rsa_a()->kind, tls::key_kind::rsa);
+  ASSERT_EQ(ec_a()->chain.size(), 1u);
+  EXPECT_EQ(X509_cmp(ec_a()->chain[0].get(), ca_->ca_cert()), 0);
+  auto now = std::chrono::system_clock::now();
+  EXPECT_GT(ec_a()->not_after, now + std::chrono::hours(23));
+  EXPECT_LT(ec_a()->not_after, now + std::chrono::hours(25));
+  // A key of another certificate is refused.
+  auto wrong = tls::make_certified_key(ec_a()->leaf.get(), ec_b()->key.get());
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error(), make_error_code(errc::invalid_argument));
+  EXPECT_FALSE(tls::make_certified_key(nullptr, ec_b()->key.get()));
+}
+
+TEST_F(sni_map_test, insert_replace_remove_visible_to_next_lookup) {
+  tls::sni_map m;
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_EQ(m.lookup("a.example"), nullptr);
+  ASSERT_TRUE(m.insert("A.Example.", ec_a()));
+  EXPECT_EQ(m.size(), 1u);
+  auto e = m.lookup("a.example");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->name, "a.example");
+  ASSERT_EQ(e->keys.size(), 1u);
+  EXPECT_EQ(e->keys[0], ec_a());
+  EXPECT_EQ(m.lookup("A.EXAMPLE."), e);  // lookups normalise too
+
+  // Replace: the next lookup sees the new key; the old entry stays usable by its holder.
+  ASSERT_TRUE(m.set("a.example", {ec_b()}));
+  EXPECT_EQ(m.size(), 1u);
+  auto e2 = m.lookup("a.example");
+  ASSERT_NE(e2, nullptr);
+  EXPECT_EQ(e2->keys[0], ec_b());
+  EXPECT_EQ(e->keys[0], ec_a());
+  EXPECT_NE(X509_get_subject_name(e->keys[0]->leaf.get()), nullptr);
+
+  // insert adds a key of another kind and replaces one of the same kind.
+  ASSERT_TRUE(m.insert("a.example", rsa_a()));
+  auto e3 = m.lookup("a.example");
+  ASSERT_EQ(e3->keys.size(), 2u);
+  EXPECT_EQ(e3->find(tls::key_kind::ecdsa), ec_b().get());
+  EXPECT_EQ(e3->find(tls::key_kind::rsa), rsa_a().get());
+  ASSERT_TRUE(m.insert("a.example", ec_a()));
+  auto e4 = m.lookup("a.example");
+  ASSERT_EQ(e4->keys.size(), 2u);
+  EXPECT_EQ(e4->find(tls::key_kind::ecdsa), ec_a().get());
+  EXPECT_EQ(e4->find(tls::key_kind::rsa), rsa_a().get());
+
+  auto removed = m.remove("a.example.");
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(*removed);
+  EXPECT_EQ(m.lookup("a.example"), nullptr);
+  EXPECT_EQ(m.size(), 0u);
+  auto again = m.remove("a.example");
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(e4->find(tls::key_kind::rsa), rsa_a().get());  // holders keep their entry
+}
+
+TEST_F(sni_map_test, invalid_names_and_keys_rejected) {
+  tls::sni_map m;
+  EXPECT_EQ(m.insert("bad_name.example", ec_a()).error(), make_error_code(errc::invalid_name));
+  EXPECT_EQ(m.insert("10.0.0.1", ec_a()).error(), make_error_code(errc::invalid_name));
+  EXPECT_EQ(m.set("a.example", {}).error(), make_error_code(errc::invalid_argument));
+  EXPECT_EQ(m.set("a.example", {nullptr}).error(), make_error_code(errc::invalid_argument));
+  EXPECT_EQ(m.insert("a.example", nullptr).error(), make_error_code(errc::invalid_argument));
+  EXPECT_FALSE(m.remove("bad..name"));
+  EXPECT_EQ(m.size(), 0u);
+  ASSERT_TRUE(m.insert("a.example", ec_a()));
+  EXPECT_EQ(m.lookup("a.example/"), nullptr);
+  EXPECT_EQ(m.lookup(""), nullptr);
+  EXPECT_EQ(m.lookup(std::string(300, 'a')), nullptr);
+  // A batch with one bad name changes nothing.
+  std::vector<tls::sni_update> batch{{"c.example", {ec_a()}}, {"bad name", {ec_a()}}};
+  EXPECT_EQ(m.apply(batch).error(), make_error_code(errc::invalid_name));
+  EXPECT_EQ(m.lookup("c.example"), nullptr);
+  EXPECT_EQ(m.size(), 1u);
+}
+
+TEST_F(sni_map_test, wildcard_fallback_one_level) {
+  tls::sni_map m;
+  ASSERT_TRUE(m.insert("*.b.example", ec_b()));
+  ASSERT_TRUE(m.insert("exact.b.example", ec_a()));
+  auto w = m.lookup("a.b.example");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->name, "*.b.example");
+  EXPECT_EQ(m.lookup("Other.B.Example.")->name, "*.b.example");
+  EXPECT_EQ(m.lookup("exact.b.example")->name, "exact.b.example");  // exact wins
+  EXPECT_EQ(m.lookup("b.example"), nullptr);                          // the base is not covered
+  EXPECT_EQ(m.lookup("x.a.b.example"), nullptr);                      // one level only
+  EXPECT_EQ(m.lookup("a.c.example"), nullptr);
+  bool seen = false;
+  EXPECT_TRUE(m.visit("q.b.example", [&](const tls::sni_entry& e) { seen = e.name == "*.b.example"; }));
+  EXPECT_TRUE(seen);
+  EXPECT_FALSE(m.visit("nothing.example", [&](const tls::sni_entry&) { ADD_FAILURE(); }));
+  ASSERT_TRUE(m.remove("*.b.example"));
+  EXPECT_EQ(m.lookup("a.b.example"), nullptr);
+}
+
+TEST_F(sni_map_test, many_names_grow_and_shrink) {
+  // Few shards and thousands of single writes: tables grow, and removal in the middle of
+  // probe runs must keep every other name findable.
+  tls::sni_map m(4);
+  constexpr int n = 3000;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(m.insert("host" + std::to_string(i) + ".example", i % 2 ? ec_a() : ec_b()));
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; i += 3) ASSERT_TRUE(*m.remove("host" + std::to_string(i) + ".example"));
+  for (int i = 0; i < n; ++i) {
+    auto e = m.lookup("host" + std::to_string(i) + ".example");
+    if (i % 3 == 0) {
+      EXPECT_EQ(e, nullptr) << i;
+    } else {
+      ASSERT_NE(e, nullptr) << i;
+      EXPECT_EQ(e->keys[0], i % 2 ? ec_a() : ec_b());
+    }
+  }
+  EXPECT_EQ(m.size(), static_cast<std::size_t>(n - (n + 2) / 3));
+  for (int i = 0; i < n; ++i) (void)m.remove("host" + std::to_string(i) + ".example");
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_EQ(m.lookup("host1.example"), nullptr);
+  m.synchronize();
+  EXPECT_EQ(m.retired_tables(), 0u);
+  EXPECT_GE(m.reclaimed_tables(), static_cast<std::uint64_t>(n));
+}
+
+TEST_F(sni_map_test, batch_apply) {
+  tls::sni_map m(16);
+  std::vector<tls::sni_update> batch;
+  for (int i = 0; i < 2000; ++i) batch.push_back({"n" + std::to_string(i) + ".example", {ec_a()}});
+  batch.push_back({"n5.example", {ec_b()}});  // later update of the same name wins
+  ASSERT_TRUE(m.apply(batch));
+  EXPECT_EQ(m.size(), 2000u);
+  EXPECT_EQ(m.lookup("n5.example")->keys[0], ec_b());
+  EXPECT_EQ(m.lookup("n1999.example")->keys[0], ec_a());
+  std::vector<tls::sni_update> removal;
+  for (int i = 0; i < 2000; i += 2) removal.push_back({"n" + std::to_string(i) + ".example", {}});
+  ASSERT_TRUE(m.apply(removal));
+  EXPECT_EQ(m.size(), 1000u);
+  EXPECT_EQ(m.lookup("n4.example"), nullptr);
+  EXPECT_NE(m.lookup("n5.example"), nullptr);
+}
+
+TEST_F(sni_map_test, retired_table_waits_for_reader_inside_lookup) {
+  tls::sni_map m(1);
+  ASSERT_TRUE(m.insert("a.example", ec_a()));
+  m.synchronize();
+  const auto before = m.reclaimed_tables();
+  bool visited = m.visit("a.example", [&](const tls::sni_entry& e) {
+    // A writer on another thread replaces the entry while this reader is inside.
+    std::thread w([&] {
+      ASSERT_TRUE(m.set("a.example", {ec_b()}));
+      m.collect();
+    });
+    w.join();
+    EXPECT_EQ(m.retired_tables(), 1u);  // the table this reader uses is not freed
+    EXPECT_EQ(m.reclaimed_tables(), before);
+    EXPECT_EQ(e.keys[0], ec_a());
+    EXPECT_EQ(m.lookup("a.example")->keys[0], ec_b());  // nested lookup sees the new table
+  });
+  EXPECT_TRUE(visited);
+  EXPECT_EQ(m.collect(), 1u);
+  EXPECT_EQ(m.retired_tables(), 0u);
+  EXPECT_EQ(m.reclaimed_tables(), before + 1);
+}
+
+TEST_F(sni_map_test, concurrent_readers_while_writer_churns) {
+  // One shard and a name that is always present: every write retires exactly one table.
+  tls::sni_map m(1);
+  ASSERT_TRUE(m.insert("stable.example", ec_a()));
+  ASSERT_TRUE(m.insert("*.wild.example", ec_b()));
+  m.synchronize();
+  const auto reclaimed_before = m.reclaimed_tables();
+
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> bad{0}, reads{0}, churn_seen{0};
+  auto reader = [&] {
+    std::uint64_t local = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      auto s = m.lookup("stable.example");
+      if (!s || s->name != "stable.example" || s->keys.size() != 1 || s->keys[0] != ec_a()) ++bad;
+      auto c = m.lookup("churn.example");
+      if (c) {
+        ++churn_seen;
+        // A complete entry: its name, one key or two, every leaf readable.
+        if (c->name != "churn.example" || c->keys.empty() || c->keys.size() > 2) ++bad;
+        for (const auto& k : c->keys)
+          if (!k || !k->leaf || X509_get_subject_name(k->leaf.get()) == nullptr) ++bad;
+      }
+      bool ok = m.visit("x.wild.example", [&](const tls::sni_entry& e) {
+        if (e.name != "*.wild.example" || e.keys[0] != ec_b()) ++bad;
+      });
+      if (!ok) ++bad;
+      ++local;
+    }
+    reads += local;
+  };
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 3; ++i) readers.emplace_back(reader);
+
+  constexpr int rounds = 4000;
+  std::uint64_t writes = 0;
+  for (int i = 0; i < rounds; ++i) {
+    switch (i % 4) {
+      case 0: ASSERT_TRUE(m.set("churn.example", {ec_a()})); break;
+      case 1: ASSERT_TRUE(m.insert("churn.example", rsa_a())); break;
+      case 2: ASSERT_TRUE(m.set("churn.example", {ec_b(), rsa_a()})); break;
+      case 3: ASSERT_TRUE(*m.remove("churn.example")); break;
+    }
+    ++writes;
+    if (i % 64 == 0) std::this_thread::yield();
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  m.synchronize();
+
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_EQ(m.retired_tables(), 0u);
+  EXPECT_EQ(m.reclaimed_tables() - reclaimed_before, writes);
+  EXPECT_EQ(m.size(), 2u);
+}
+
+}  // namespace
