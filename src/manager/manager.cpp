@@ -381,10 +381,16 @@ io::task<result<void>> manager::impl::ensure_account_locked() {
     acct = mirror_.account;
   }
   if (acct && !acct->url.empty()) {
-    LE_CO_TRY(key, acme::account_key::from_pem(acct->key_pem));
-    client_ = std::make_unique<acme::client>(client_options(), std::move(key));
-    client_->set_account_url(acct->url);
-    co_return ok();
+    auto key = acme::account_key::from_pem(acct->key_pem);
+    if (key) {
+      client_ = std::make_unique<acme::client>(client_options(), std::move(*key));
+      client_->set_account_url(acct->url);
+      co_return ok();
+    }
+    // Go's package made P-384 account keys, which ACME signing here does not use (ES256 or
+    // RS256): keep the imported certificates and register a new account for new orders.
+    log(log_level::warning, fmt::format("account key of {} cannot sign ({}); registering a new account", acct->url,
+                                        key.error().message()));
   }
   co_return co_await create_account(account_email_.empty() ? cfg_.email : account_email_, tos_prompt_);
 }
@@ -629,6 +635,9 @@ manager::~manager() { stop(); }
 
 result<void> manager::cache_file(const std::string& path) {
   store::journal_options o;
+  // A previous process killed with appends in flight holds the lock until the kernel has torn
+  // down its ring: wait briefly instead of failing a restart.
+  o.lock_timeout = std::chrono::seconds(2);
   auto* im = impl_.get();
   o.log = [im](std::string_view line) { im->log(log_level::warning, line); };
   store::open_report rep;

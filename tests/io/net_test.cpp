@@ -137,6 +137,45 @@ TEST(net, resolve_localhost_off_the_ring_thread) {
   EXPECT_FALSE(bad);
 }
 
+TEST(net, send_zc_delivers_large_buffers_and_completes_after_notification) {
+  io::ring r;
+  auto lfd = io::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(lfd);
+  auto port = *io::local_port(lfd->get());
+  std::vector<std::byte> big(4 << 20);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = std::byte(i * 7);
+  auto sender = [&]() -> io::task<bool> {
+    auto fd = co_await io::connect_tcp("127.0.0.1", port, 5s);
+    if (!fd) co_return false;
+    std::span<const std::byte> rest(big);
+    while (!rest.empty()) {
+      // Resumes only after the kernel's notification: the buffer is free to reuse then.
+      auto n = co_await io::send_zc(fd->get(), rest).timeout(5s);
+      if (!n) {
+        ADD_FAILURE() << n.error().message();
+        co_return false;
+      }
+      rest = rest.subspan(*n);
+    }
+    co_return true;
+  };
+  auto receiver = [&]() -> io::task<std::vector<std::byte>> {
+    std::vector<std::byte> got;
+    auto c = co_await io::accept(lfd->get()).timeout(5s);
+    if (!c) co_return got;
+    std::vector<std::byte> buf(65536);
+    while (got.size() < big.size()) {
+      auto n = co_await io::recv(c->get(), buf).timeout(5s);
+      if (!n || *n == 0) break;
+      got.insert(got.end(), buf.begin(), buf.begin() + std::ptrdiff_t(*n));
+    }
+    co_return got;
+  };
+  auto [sent, got] = r.run(io::when_all(sender(), receiver()));
+  EXPECT_TRUE(sent);
+  EXPECT_TRUE(got == big);
+}
+
 TEST(net, listen_rejects_non_numeric_host) {
   auto l = io::listen_tcp("not-an-address", 0);
   ASSERT_FALSE(l);
