@@ -480,7 +480,13 @@ io::task<void> manager::impl::run_issuance(std::string name, std::shared_ptr<pen
     if (!r) {
       ++stats_.failures;
       // A failed name is refused for a while so a stream of handshakes cannot hammer the CA.
-      if (!renewal) refused_until_[name] = sys_clock::now() + std::chrono::seconds(60);
+      if (!renewal) {
+        auto now = sys_clock::now();
+        // A flood of random names must not grow this without bound: drop expired entries.
+        if (refused_until_.size() >= 4096)
+          std::erase_if(refused_until_, [now](const auto& kv) { return kv.second <= now; });
+        if (refused_until_.size() < 65536) refused_until_[name] = now + std::chrono::seconds(60);
+      }
     }
   }
   if (!r) {
