@@ -36,7 +36,8 @@ struct tls_settings {
 // a closure that could go away first.
 io::task<result<std::unique_ptr<io::byte_stream>>> open_stream(http::client::connector plain,
                                                                 std::shared_ptr<tls_settings> tls_cfg,
-                                                                http::url origin, io::clock::time_point deadline) {
+                                                                http::url origin, io::clock::time_point deadline,
+                                                                std::stop_token stop) {
   if (origin.scheme == "http") co_return co_await plain(origin, deadline);
   if (!tls_cfg->ctx) {
     tls::client_config cfg;
@@ -45,7 +46,8 @@ io::task<result<std::unique_ptr<io::byte_stream>>> open_stream(http::client::con
     if (!ctx) co_return ctx.error();
     tls_cfg->ctx = std::move(ctx).value();
   }
-  auto s = co_await tls::connect(origin.host, origin.port, tls_cfg->ctx.get(), std::string(), deadline);
+  // The client's stop token reaches connect and the handshake, not only later reads.
+  auto s = co_await tls::connect(origin.host, origin.port, tls_cfg->ctx.get(), std::string(), deadline, stop);
   if (!s) co_return s.error();
   co_return std::unique_ptr<io::byte_stream>(std::make_unique<stoppable_tls>(std::move(s).value()));
 }
@@ -73,9 +75,9 @@ http_fetch make_default_fetch(const client_options& options) {
   lim.timeout = options.request_timeout;
   auto tls_cfg = std::make_shared<tls_settings>();
   tls_cfg->ca_pem = options.ca_pem;
-  http::client::connector connect = [plain = http::plain_tcp_connector(), tls_cfg](const http::url& origin,
-                                                                                   io::clock::time_point deadline) {
-    return open_stream(plain, tls_cfg, origin, deadline);
+  http::client::connector connect = [plain = http::plain_tcp_connector(), tls_cfg, stop = options.stop](
+                                        const http::url& origin, io::clock::time_point deadline) {
+    return open_stream(plain, tls_cfg, origin, deadline, stop);
   };
   auto c = std::make_shared<http::client>(std::move(connect), lim);
   return [c](http_request r, std::stop_token stop) { return do_fetch(c, std::move(r), std::move(stop)); };

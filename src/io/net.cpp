@@ -150,7 +150,7 @@ task<result<std::vector<sockaddr_storage>>> resolve(std::string host, std::uint1
   co_return std::move(st.out);
 }
 
-task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, duration timeout) {
+task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, duration timeout, std::stop_token stop) {
   auto addrs = co_await resolve(host, port);
   if (!addrs) co_return addrs.error();
   std::error_code last = errc::not_found;
@@ -158,13 +158,14 @@ task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, durati
     unique_fd fd(::socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) co_return std::error_code(errno, std::system_category());
     socklen_t len = a.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-    auto r = co_await io::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), len).timeout(timeout);
+    auto r = co_await io::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), len).timeout(timeout).cancel_on(stop);
     if (r) {
       int one = 1;
       ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       co_return fd;
     }
     last = r.error();
+    if (last == errc::cancelled) break;
   }
   co_return last;
 }

@@ -637,7 +637,12 @@ result<void> manager::impl::start_serving(http::handler h, bool with_http) {
 
 manager::manager() : manager(letsencrypt::config{}) {}
 manager::manager(letsencrypt::config c) : impl_(std::make_unique<impl>(std::move(c))) { impl_->start_renewal(); }
-manager::~manager() { stop(); }
+manager::~manager() {
+  // First end the background work (CA requests, polling), then the servers: a connection
+  // waiting for an issuance would otherwise hold stop() until the CA request timed out.
+  impl_->background_stop_.request_stop();
+  stop();
+}
 
 result<void> manager::cache_file(const std::string& path) {
   store::journal_options o;

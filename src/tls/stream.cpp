@@ -249,7 +249,8 @@ bool is_address(const std::string& h) {
 }  // namespace
 
 io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_t port, SSL_CTX* ctx,
-                                                  std::string sni_override, io::clock::time_point deadline) {
+                                                  std::string sni_override, io::clock::time_point deadline,
+                                                  std::stop_token stop) {
   if (!ctx || host.empty()) co_return errc::invalid_argument;
   std::string name = strip_brackets(sni_override.empty() ? host : sni_override);
   ERR_clear_error();
@@ -264,8 +265,10 @@ io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_
   LE_CO_TRY(eng, engine::create(std::move(ssl), role::client));
   auto timeout = deadline - io::clock::now();
   if (timeout <= io::duration::zero()) co_return errc::timed_out;
-  LE_CO_TRY(fd, co_await io::connect_tcp(host, port, timeout));
+  LE_CO_TRY(fd, co_await io::connect_tcp(host, port, timeout, stop));
   auto s = std::make_unique<stream>(std::move(fd), std::move(eng));
+  // The stream keeps the token: its handshake, reads and writes end when it is stopped.
+  s->set_stop_token(std::move(stop));
   LE_CO_TRY_VOID(co_await s->handshake(deadline));
   co_return std::move(s);
 }

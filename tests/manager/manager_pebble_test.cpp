@@ -311,6 +311,39 @@ TEST_F(manager_pebble, watch_fires_after_issuance_and_for_existing_state) {
   EXPECT_EQ(late.load(), 1);  // told at once: state exists
 }
 
+// Hang, cancel, must unwind: a CA that accepts connections and never answers holds an
+// issuance (and the handshake waiting on it); destroying the manager must end both promptly.
+TEST(manager_unwind, destroying_the_manager_ends_an_issuance_hung_on_a_silent_ca) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(lfd, 16), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  config c;
+  c.directory_url = "https://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/dir";
+  c.listen_host = "127.0.0.1";
+  c.https_port = 0;
+  c.shards = 1;
+  c.log = [](log_level, std::string_view) {};
+  auto m = std::make_unique<manager>(c);
+  auto hello = [](const http::request&) -> io::task<http::response> { co_return http::response{}; };
+  ASSERT_TRUE(m->start(hello, false));
+  probe_result p;
+  std::thread client([&, port = m->https_port()] { p = probe(port, "hang.test", ""); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the handshake is suspended
+  EXPECT_EQ(m->stats().orders, 0u);  // still fetching the directory
+  auto start = std::chrono::steady_clock::now();
+  m.reset();
+  auto took = std::chrono::steady_clock::now() - start;
+  client.join();
+  EXPECT_FALSE(p.ok);
+  EXPECT_LT(took, std::chrono::seconds(5));
+  ::close(lfd);
+}
+
 TEST_F(manager_pebble, install_into_a_plain_blocking_openssl_server) {
   start_ca();
   auto cfg = make_config();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -40,8 +41,8 @@ result<sockaddr_storage> numeric_address(const std::string& host, std::uint16_t 
 task<result<std::vector<sockaddr_storage>>> resolve(std::string host, std::uint16_t port);
 
 /// Connects a new TCP socket to `host:port` (resolved as above), trying each address in
-/// turn, each attempt bounded by `timeout`.
-task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, duration timeout);
+/// turn, each attempt bounded by `timeout`; `stop` cancels a pending attempt (errc::cancelled).
+task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, duration timeout, std::stop_token stop = {});
 
 /// Runs `fn` on the shared worker thread and resumes the awaiting coroutine on its ring
 /// with the value. For blocking library calls (getaddrinfo) only; never for hot paths.

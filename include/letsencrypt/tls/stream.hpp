@@ -128,7 +128,8 @@ io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_
 /// and alpn is taken from the context. The context must outlive the call; the stream holds
 /// its own reference.
 io::task<result<std::unique_ptr<stream>>> connect(std::string host, std::uint16_t port, SSL_CTX* ctx,
-                                                  std::string sni_override, io::clock::time_point deadline);
+                                                  std::string sni_override, io::clock::time_point deadline,
+                                                  std::stop_token stop = {});
 
 /// Whether the kernel accepts the "tls" upper-layer protocol on a TCP socket (kTLS). Probed
 /// once per process on a connected loopback socket and cached; false on any failure.
