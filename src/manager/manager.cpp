@@ -146,7 +146,9 @@ struct manager::impl {
 
   // --- control shard only ---
   std::unique_ptr<store::journal> journal_;
-  std::unique_ptr<acme::client> client_;
+  // Shared: each issuance keeps its own reference across awaits, so replacing or dropping
+  // client_ (an account the CA no longer knows) never frees a client another one is using.
+  std::shared_ptr<acme::client> client_;
   std::function<bool(std::string_view)> tos_prompt_;
   std::string account_email_;
   token_bucket ca_bucket_;
@@ -334,7 +336,7 @@ result<void> manager::impl::load_state(const store::state& s) {
 io::task<result<void>> manager::impl::create_account(std::string email, std::function<bool(std::string_view)> prompt) {
   LE_CO_TRY(key, acme::account_key::generate_p256());
   LE_CO_TRY(pem, key.private_pem());
-  auto client = std::make_unique<acme::client>(client_options(), std::move(key));
+  auto client = std::make_shared<acme::client>(client_options(), std::move(key));
   acme::account_options ao;
   if (!email.empty()) ao.contact.push_back("mailto:" + email);
   ao.accept_terms = prompt ? prompt : [](std::string_view) { return true; };
@@ -383,7 +385,7 @@ io::task<result<void>> manager::impl::ensure_account_locked() {
   if (acct && !acct->url.empty()) {
     auto key = acme::account_key::from_pem(acct->key_pem);
     if (key) {
-      client_ = std::make_unique<acme::client>(client_options(), std::move(*key));
+      client_ = std::make_shared<acme::client>(client_options(), std::move(*key));
       client_->set_account_url(acct->url);
       co_return ok();
     }
@@ -439,9 +441,10 @@ io::task<result<void>> manager::impl::issue(const std::string& name, bool renewa
     std::lock_guard lk(mu_);
     ++stats_.orders;
   }
-  auto issued = co_await client_->obtain(req);
+  auto client = client_;
+  auto issued = co_await client->obtain(req);
   if (!issued) {
-    if (issued.error().code == acme::errc::account_does_not_exist) client_.reset();
+    if (issued.error().code == acme::errc::account_does_not_exist && client_ == client) client_.reset();
     co_return unexpected(issued.error().code);
   }
   auto lc = load_cert(issued->chain.pem, issued->key_pem);
@@ -453,7 +456,7 @@ io::task<result<void>> manager::impl::issue(const std::string& name, bool renewa
   rec.key_pem = issued->key_pem;
   rec.not_after = std::chrono::time_point_cast<std::chrono::seconds>(lc->not_after);
   if (auto id = acme::ari_certificate_id(issued->chain.pem)) rec.ari_cert_id = *id;
-  if (auto ri = co_await client_->get_renewal_info(issued->chain.pem)) {
+  if (auto ri = co_await client->get_renewal_info(issued->chain.pem)) {
     rec.ari_start = std::chrono::time_point_cast<std::chrono::seconds>(ri->window_start);
     rec.ari_end = std::chrono::time_point_cast<std::chrono::seconds>(ri->window_end);
   }
