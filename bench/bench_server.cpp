@@ -29,6 +29,7 @@
 #include "letsencrypt/tls/acceptor.hpp"
 #include "letsencrypt/tls/handles.hpp"
 #include "letsencrypt/tls/resolver.hpp"
+#include "letsencrypt/tls/server_context.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
 #include "letsencrypt/tls/stream.hpp"
 #include "letsencrypt/tls/tickets.hpp"
@@ -49,6 +50,9 @@ Options:
   --host ADDR       numeric listen address (default 127.0.0.1)
   --port PORT       listen port (default 8443; 0 picks one)
   --shards N        event-loop threads (default 1)
+  --openssl-defaults  OpenSSL's TLS 1.3 suite order, the client's preference and two
+                    tickets per handshake, as nginx runs with its defaults (default: the
+                    library's, see tls::make_server_context)
   -h, --help        this text
 )";
 
@@ -194,6 +198,7 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   unsigned port = 8443;
   unsigned shards = 1;
+  bool openssl_defaults = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto need = [&]() -> std::string {
@@ -216,6 +221,8 @@ int main(int argc, char** argv) {
     } else if (a == "--port") {
       port = number(need());
       if (port > 65535) usage_error("--port must be 0..65535");
+    } else if (a == "--openssl-defaults") {
+      openssl_defaults = true;
     } else if (a == "--shards") {
       shards = number(need());
       if (shards == 0 || shards > 256) usage_error("--shards must be 1..256");
@@ -233,12 +240,19 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) fatal("cannot create an OpenSSL context");
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
-  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
-  if (SSL_CTX_set1_groups_list(ctx.get(), "X25519") != 1) fatal("this OpenSSL has no X25519");
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  // The library's server defaults (AES-128-GCM-SHA256 preferred, one ticket per handshake),
+  // TLS 1.3 and X25519 only, as bench/compare-nginx configures nginx.
+  tls::server_context_options opts;
+  opts.min_version = TLS1_3_VERSION;
+  opts.groups = "X25519";
+  if (openssl_defaults) {
+    opts.ciphersuites = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+    opts.tickets_per_handshake = 2;
+  }
+  auto made = tls::make_server_context(opts);
+  if (!made) fatal("cannot create an OpenSSL context: " + made.error().message());
+  tls::ssl_ctx_ptr ctx = std::move(*made);
+  if (openssl_defaults) SSL_CTX_clear_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE);
   tls::ticket_keys tickets;
   if (auto r = tickets.install(ctx.get()); !r) fatal("cannot install ticket keys: " + r.error().message());
 

@@ -27,6 +27,7 @@
 #include "letsencrypt/tls/handles.hpp"
 #include "letsencrypt/tls/names.hpp"
 #include "letsencrypt/tls/resolver.hpp"
+#include "letsencrypt/tls/server_context.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
 #include "letsencrypt/tls/tickets.hpp"
 #include "manager/limits.hpp"
@@ -591,11 +592,7 @@ namespace letsencrypt {
 result<void> manager::impl::start_serving(http::handler h, bool with_http) {
   std::lock_guard lk(serve_mu_);
   if (serving_) return errc::busy;
-  tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) return errc::unsupported;
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  LE_TRY(ctx, tls::make_server_context());
   resolver_.install(ctx.get());
   tickets_ = std::make_unique<tls::ticket_keys>();
   LE_TRY_VOID(tickets_->install(ctx.get()));

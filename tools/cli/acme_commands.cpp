@@ -18,6 +18,7 @@
 #include "letsencrypt/io/shard.hpp"
 #include "letsencrypt/store/journal.hpp"
 #include "letsencrypt/tls/acceptor.hpp"
+#include "letsencrypt/tls/server_context.hpp"
 #include "letsencrypt/tls/handles.hpp"
 #include "letsencrypt/tls/resolver.hpp"
 #include "manager/solvers.hpp"
@@ -181,7 +182,9 @@ int obtain_command(int argc, char** argv) {
   std::unique_ptr<tls::acceptor> acc;
   std::unique_ptr<http::http_service> hs;
   if (challenge == "tls-alpn-01") {
-    ctx.reset(SSL_CTX_new(TLS_server_method()));
+    auto made = tls::make_server_context();
+    if (!made) return std::fprintf(stderr, "error: cannot create a TLS context: %s\n", made.error().message().c_str()), 1;
+    ctx = std::move(*made);
     res.install(ctx.get());
     tls::acceptor_config ac;
     ac.host = listen;

@@ -1,0 +1,27 @@
+#include "letsencrypt/tls/server_context.hpp"
+
+#include <openssl/err.h>
+
+#include "letsencrypt/tls/error.hpp"
+
+namespace letsencrypt::tls {
+
+result<ssl_ctx_ptr> make_server_context(const server_context_options& o) {
+  if (o.min_version != TLS1_2_VERSION && o.min_version != TLS1_3_VERSION) return errc::invalid_argument;
+  ERR_clear_error();
+  ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return tls_error();
+  if (SSL_CTX_set_min_proto_version(ctx.get(), o.min_version) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx.get(), o.ciphersuites.c_str()) != 1 ||
+      SSL_CTX_set_cipher_list(ctx.get(), o.tls12_ciphers.c_str()) != 1 ||
+      SSL_CTX_set1_groups_list(ctx.get(), o.groups.c_str()) != 1 ||
+      SSL_CTX_set_num_tickets(ctx.get(), o.tickets_per_handshake) != 1)
+    return tls_error(tls_errc::internal_error);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
+                                     SSL_OP_NO_COMPRESSION);
+  if (o.tickets_per_handshake == 0) SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  return ctx;
+}
+
+}  // namespace letsencrypt::tls

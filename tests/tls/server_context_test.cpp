@@ -1,0 +1,167 @@
+// make_server_context: the negotiated suite follows the server's order, tickets are sent as
+// configured and resume, bad lists are refused. Handshakes run in memory over the engine.
+#include <gtest/gtest.h>
+
+#include <openssl/ssl.h>
+
+#include <string>
+#include <vector>
+
+#include "letsencrypt/tls/engine.hpp"
+#include "letsencrypt/tls/error.hpp"
+#include "letsencrypt/tls/server_context.hpp"
+#include "letsencrypt/tls/tickets.hpp"
+#include "test_certs.hpp"
+
+using namespace letsencrypt;
+using namespace letsencrypt::tls;
+using letsencrypt::testing::test_certs;
+
+namespace {
+
+void move_output(engine& from, engine& to, std::vector<std::byte>& store) {
+  auto out = from.pending_output();
+  if (out.empty()) return;
+  to.keep_input();
+  store.assign(out.begin(), out.end());
+  from.consume_output(out.size());
+  to.feed(store);
+}
+
+struct outcome {
+  std::string suite;
+  bool reused = false;
+  int tickets = 0;            // NewSessionTicket messages the client received
+  ssl_session_ptr session;    // the last ticket's session, if any
+};
+
+int count_ticket(SSL* ssl, SSL_SESSION*) {
+  ++*static_cast<int*>(SSL_get_app_data(ssl));
+  return 0;  // the client keeps its own reference through SSL_get1_session below
+}
+
+// A whole connection in memory: handshake, read the tickets, close.
+outcome connect(SSL_CTX* cctx, SSL_CTX* sctx, int version, SSL_SESSION* resume = nullptr) {
+  outcome o;
+  SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(cctx, count_ticket);
+  ssl_ptr cs(SSL_new(cctx));
+  SSL_set_app_data(cs.get(), &o.tickets);
+  SSL_set_tlsext_host_name(cs.get(), "ctx.test");
+  SSL_set1_host(cs.get(), "ctx.test");
+  SSL_set_min_proto_version(cs.get(), version);
+  SSL_set_max_proto_version(cs.get(), version);
+  if (resume) SSL_set_session(cs.get(), resume);
+  auto c = std::move(engine::create(std::move(cs), role::client)).value();
+  auto s = std::move(engine::create(sctx, role::server)).value();
+  std::vector<std::byte> a, b;
+  status cst = status::want_input, sst = status::want_input;
+  for (int i = 0; i < 20 && (cst != status::done || sst != status::done); ++i) {
+    cst = c->handshake().state;
+    move_output(*c, *s, a);
+    sst = s->handshake().state;
+    move_output(*s, *c, b);
+    EXPECT_NE(cst, status::error) << c->error().message();
+    EXPECT_NE(sst, status::error) << s->error().message();
+  }
+  EXPECT_EQ(cst, status::done);
+  std::byte buf[64];
+  for (int i = 0; i < 3; ++i) {
+    move_output(*s, *c, b);
+    EXPECT_EQ(c->read(buf).state, status::want_input);
+  }
+  o.suite = SSL_get_cipher_name(c->native());
+  o.reused = SSL_session_reused(c->native()) == 1;
+  EXPECT_EQ(c->shutdown().state, status::have_output);
+  o.session.reset(SSL_get1_session(c->native()));
+  return o;
+}
+
+}  // namespace
+
+TEST(server_context, server_order_wins_over_a_client_that_prefers_aes256) {
+  test_certs certs;
+  auto leaf = certs.issue({"ctx.test"});
+  auto made = make_server_context();
+  ASSERT_TRUE(made) << made.error().message();
+  ssl_ctx_ptr sctx = std::move(*made);
+  ASSERT_EQ(SSL_CTX_use_certificate(sctx.get(), leaf.cert.get()), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey(sctx.get(), leaf.key.get()), 1);
+  auto cctx = certs.client_context();
+  // OpenSSL's own client order puts TLS_AES_256_GCM_SHA384 first.
+  ASSERT_EQ(SSL_CTX_set_ciphersuites(cctx.get(), "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"), 1);
+  EXPECT_EQ(connect(cctx.get(), sctx.get(), TLS1_3_VERSION).suite, "TLS_AES_128_GCM_SHA256");
+  EXPECT_EQ(connect(cctx.get(), sctx.get(), TLS1_2_VERSION).suite, "ECDHE-ECDSA-AES128-GCM-SHA256");
+
+  // A client that offers only AES-256 still connects.
+  ASSERT_EQ(SSL_CTX_set_ciphersuites(cctx.get(), "TLS_AES_256_GCM_SHA384"), 1);
+  EXPECT_EQ(connect(cctx.get(), sctx.get(), TLS1_3_VERSION).suite, "TLS_AES_256_GCM_SHA384");
+}
+
+TEST(server_context, sends_the_configured_number_of_tickets_and_resumes) {
+  test_certs certs;
+  auto leaf = certs.issue({"ctx.test"});
+  auto cctx = certs.client_context();
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{3}}) {
+    SCOPED_TRACE(n);
+    server_context_options o;
+    o.tickets_per_handshake = n;
+    auto made = make_server_context(o);
+    ASSERT_TRUE(made) << made.error().message();
+    ssl_ctx_ptr sctx = std::move(*made);
+    ASSERT_EQ(SSL_CTX_use_certificate(sctx.get(), leaf.cert.get()), 1);
+    ASSERT_EQ(SSL_CTX_use_PrivateKey(sctx.get(), leaf.key.get()), 1);
+    ticket_keys keys;
+    ASSERT_TRUE(keys.install(sctx.get()));
+    auto first = connect(cctx.get(), sctx.get(), TLS1_3_VERSION);
+    EXPECT_EQ(first.tickets, static_cast<int>(n));
+    EXPECT_FALSE(first.reused);
+    if (n == 0) {
+      EXPECT_EQ(keys.stats().issued, 0u);
+      continue;
+    }
+    EXPECT_EQ(keys.stats().issued, n);
+    ASSERT_TRUE(first.session);
+    auto fresh = connect(cctx.get(), sctx.get(), TLS1_3_VERSION);
+    ASSERT_TRUE(fresh.session);
+    // A ticket under the current key resumes and needs no replacement...
+    auto second = connect(cctx.get(), sctx.get(), TLS1_3_VERSION, first.session.get());
+    EXPECT_TRUE(second.reused);
+    EXPECT_EQ(second.tickets, 0);
+    // ...one under the previous key resumes and is replaced (OpenSSL sends one ticket on a
+    // resumed connection, whatever the count for full handshakes).
+    ASSERT_TRUE(keys.rotate());
+    auto third = connect(cctx.get(), sctx.get(), TLS1_3_VERSION, fresh.session.get());
+    EXPECT_TRUE(third.reused);
+    EXPECT_EQ(third.tickets, 1);
+  }
+}
+
+TEST(server_context, refuses_unknown_lists_and_old_versions) {
+  server_context_options o;
+  o.ciphersuites = "TLS_NOT_A_SUITE";
+  auto r = make_server_context(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(&r.error().category(), &tls_category());
+  EXPECT_FALSE(r.error().message().empty());
+
+  o = {};
+  o.groups = "X25519:not-a-group";
+  EXPECT_FALSE(make_server_context(o));
+
+  o = {};
+  o.tls12_ciphers = "NO-SUCH-CIPHER";
+  EXPECT_FALSE(make_server_context(o));
+
+  o = {};
+  o.min_version = TLS1_1_VERSION;
+  auto old = make_server_context(o);
+  ASSERT_FALSE(old);
+  EXPECT_EQ(old.error(), make_error_code(errc::invalid_argument));
+
+  o = {};
+  o.min_version = TLS1_3_VERSION;
+  auto modern = make_server_context(o);
+  ASSERT_TRUE(modern);
+  EXPECT_EQ(SSL_CTX_get_min_proto_version(modern->get()), TLS1_3_VERSION);
+}
