@@ -7,6 +7,8 @@
 // certificates and the load time (wall and CPU), then "ready port=N", and runs until SIGINT
 // or SIGTERM.
 #include <dirent.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -50,6 +52,9 @@ Options:
   --host ADDR       numeric listen address (default 127.0.0.1)
   --port PORT       listen port (default 8443; 0 picks one)
   --shards N        event-loop threads (default 1)
+  --deferred        keep leaves and their keys as DER until a handshake needs them
+                    (tls::deferred_key): faster start, less memory for names not
+                    yet asked for, and the first handshake of each name parses
   --openssl-defaults  OpenSSL's TLS 1.3 suite order, the client's preference and two
                     tickets per handshake, as nginx runs with its defaults (default: the
                     library's, see tls::make_server_context)
@@ -108,10 +113,30 @@ std::vector<std::string_view> pem_blocks(std::string_view text) {
   return out;
 }
 
+// The DER inside the first PEM block of `pem` labelled `label`, or empty. Only base64 is
+// decoded: nothing is parsed.
+std::string pem_to_der(std::string_view pem, const char* label) {
+  tls::bio_ptr b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* data = nullptr;
+  long len = 0;
+  std::string out;
+  if (b && PEM_read_bio(b.get(), &name, &header, &data, &len) == 1 && std::string_view(name) == label)
+    out.assign(reinterpret_cast<char*>(data), static_cast<std::size_t>(len));
+  OPENSSL_free(name);
+  OPENSSL_free(header);
+  if (data) OPENSSL_clear_free(data, static_cast<std::size_t>(len));
+  ERR_clear_error();
+  return out;
+}
+
 // Loads every DIR/certs/*.crt into `map`; returns the number loaded. Chain certificates
 // that many leafs share (the issuer) are parsed once and shared by reference, as a server
-// holding thousands of certificates from one CA would.
-std::size_t load_certificates(const std::string& dir, tls::sni_map& map) {
+// holding thousands of certificates from one CA would. With `deferred`, leaves and their own
+// keys are kept as DER and parsed by the first handshake that needs them
+// (tls::deferred_key).
+std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool deferred) {
   std::unordered_map<std::string, tls::x509_ptr> issuers;
   tls::evp_pkey_ptr shared;
   std::string text;
@@ -144,8 +169,6 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map) {
     if (!read_file(path, text)) fatal("cannot read " + path);
     auto blocks = pem_blocks(text);
     if (blocks.empty()) fatal(path + ": no certificate");
-    auto leaf = tls::load_certificate_chain_pem(blocks[0]);
-    if (!leaf) fatal(path + ": " + leaf.error().message());
     std::vector<X509*> rest;
     for (std::size_t i = 1; i < blocks.size(); ++i) {
       auto [it, fresh] = issuers.try_emplace(std::string(blocks[i]));
@@ -156,6 +179,27 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map) {
       }
       rest.push_back(it->second.get());
     }
+    if (deferred) {
+      std::string leaf_der = pem_to_der(blocks[0], "CERTIFICATE");
+      if (leaf_der.empty()) fatal(path + ": the first block does not decode");
+      result<std::shared_ptr<const tls::deferred_key>> dk = errc::invalid_argument;
+      if (read_file(certs + "/" + name + ".key", text)) {
+        std::string key_der = pem_to_der(text, "PRIVATE KEY");
+        OPENSSL_cleanse(text.data(), text.size());
+        if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
+        dk = tls::deferred_key::make(std::move(leaf_der), std::move(key_der), rest);
+      } else if (shared) {
+        dk = tls::deferred_key::make(std::move(leaf_der), shared.get(), rest);
+      } else {
+        fatal("no key for " + path + " (neither " + name + ".key nor shared.key)");
+      }
+      if (!dk) fatal(path + ": " + dk.error().message());
+      batch.push_back(tls::sni_update{name, {}, {std::move(*dk)}});
+      if (batch.size() >= 4096) flush();
+      continue;
+    }
+    auto leaf = tls::load_certificate_chain_pem(blocks[0]);
+    if (!leaf) fatal(path + ": " + leaf.error().message());
     tls::evp_pkey_ptr own;
     EVP_PKEY* key = shared.get();
     if (read_file(certs + "/" + name + ".key", text)) {
@@ -199,6 +243,7 @@ int main(int argc, char** argv) {
   unsigned port = 8443;
   unsigned shards = 1;
   bool openssl_defaults = false;
+  bool deferred = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto need = [&]() -> std::string {
@@ -221,6 +266,8 @@ int main(int argc, char** argv) {
     } else if (a == "--port") {
       port = number(need());
       if (port > 65535) usage_error("--port must be 0..65535");
+    } else if (a == "--deferred") {
+      deferred = true;
     } else if (a == "--openssl-defaults") {
       openssl_defaults = true;
     } else if (a == "--shards") {
@@ -260,7 +307,7 @@ int main(int argc, char** argv) {
   double cpu0 = cpu_seconds();
   auto t0 = std::chrono::steady_clock::now();
   tls::sni_map map;
-  std::size_t loaded = load_certificates(dir, map);
+  std::size_t loaded = load_certificates(dir, map, deferred);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double load_cpu = cpu_seconds() - cpu0;
   long rss_after = rss_kb();

@@ -327,6 +327,54 @@ void bm_memory_per_distinct_cert(benchmark::State& state) {
     state.ResumeTiming();
   }
 }
+// The same certificates loaded as tls::deferred_key: memory at rest (DER only), then once a
+// handshake has parsed every one of them.
+void bm_memory_per_deferred_cert(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  std::vector<std::string> cert_der(n), key_der(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto ck = ca().leaf(host(i));
+    unsigned char* der = nullptr;
+    int len = i2d_X509(ck->leaf.get(), &der);
+    if (len <= 0) fail("i2d_X509");
+    cert_der[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_free(der);
+    std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(EVP_PKEY2PKCS8(ck->key.get()),
+                                                                              &PKCS8_PRIV_KEY_INFO_free);
+    der = nullptr;
+    len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8.get(), &der) : 0;
+    if (len <= 0) fail("i2d_PKCS8_PRIV_KEY_INFO");
+    key_der[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_clear_free(der, static_cast<std::size_t>(len));
+  }
+  X509* chain[] = {ca().cert.get()};
+  for (auto _ : state) {
+    auto map = std::make_unique<tls::sni_map>();
+    const double before = rss_bytes();
+    {
+      std::vector<tls::sni_update> updates;
+      updates.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        auto d = tls::deferred_key::make(cert_der[i], key_der[i], chain);
+        if (!d) fail("deferred_key::make");
+        updates.push_back({host(i), {}, {std::move(*d)}});
+      }
+      if (!map->apply(updates)) fail("apply");
+    }
+    const double at_rest = rss_bytes();
+    for (std::size_t i = 0; i < n; ++i)
+      if (!map->visit(host(i), [](const tls::sni_entry& e) noexcept { benchmark::DoNotOptimize(e.get(tls::key_kind::ecdsa)); }))
+        fail("visit");
+    const double parsed = rss_bytes();
+    state.counters["bytes_per_cert_at_rest"] = (at_rest - before) / static_cast<double>(n);
+    state.counters["bytes_per_cert_parsed"] = (parsed - before) / static_cast<double>(n);
+    state.PauseTiming();
+    map.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(bm_memory_per_deferred_cert)->Arg(10000)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(bm_memory_per_distinct_cert)->Arg(10000)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace

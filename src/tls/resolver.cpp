@@ -84,10 +84,12 @@ bool accepts_ecdsa(const client_sigalgs& algs, EVP_PKEY* key, bool tls13) noexce
   }
 }
 
+// A deferred certificate is parsed here, on the first handshake that needs it; the RSA one
+// only when the ECDSA one does not suit the client.
 const certified_key* choose(const sni_entry& e, const client_sigalgs& algs, bool tls13) noexcept {
-  const certified_key* ec = e.find(key_kind::ecdsa);
-  const certified_key* rsa = e.find(key_kind::rsa);
+  const certified_key* ec = e.get(key_kind::ecdsa);
   if (ec && accepts_ecdsa(algs, ec->key.get(), tls13)) return ec;
+  const certified_key* rsa = e.get(key_kind::rsa);
   if (rsa && algs.rsa) return rsa;
   return ec ? ec : rsa;
 }

@@ -3,6 +3,7 @@
 #include <openssl/asn1.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <bit>
@@ -10,6 +11,7 @@
 #include <ctime>
 #include <thread>
 
+#include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/names.hpp"
 
 namespace letsencrypt::tls {
@@ -144,6 +146,126 @@ result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_
   return std::shared_ptr<const certified_key>(std::move(ck));
 }
 
+namespace {
+
+// The key algorithm of a PKCS#8 PrivateKeyInfo, read from its AlgorithmIdentifier without
+// decoding the key itself.
+result<key_kind> pkcs8_kind(std::string_view der) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> info(
+      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())), &PKCS8_PRIV_KEY_INFO_free);
+  ERR_clear_error();
+  if (!info) return errc::invalid_argument;
+  const ASN1_OBJECT* alg = nullptr;
+  if (PKCS8_pkey_get0(&alg, nullptr, nullptr, nullptr, info.get()) != 1) return errc::invalid_argument;
+  switch (OBJ_obj2nid(alg)) {
+    case NID_X9_62_id_ecPublicKey: return key_kind::ecdsa;
+    case NID_rsaEncryption:
+    case NID_rsassaPss: return key_kind::rsa;
+    default: return errc::invalid_argument;
+  }
+}
+
+result<key_kind> pkey_kind(EVP_PKEY* key) noexcept {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC: return key_kind::ecdsa;
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS: return key_kind::rsa;
+    default: return errc::invalid_argument;
+  }
+}
+
+}  // namespace
+
+result<std::shared_ptr<const deferred_key>> deferred_key::make(std::string leaf_der, std::string key_der,
+                                                               std::span<X509* const> chain) {
+  // The key text is a secret: whatever happens below, the caller's copy moved here is
+  // cleansed by the destructor or right here.
+  std::shared_ptr<deferred_key> d(new deferred_key);
+  d->key_der_ = std::move(key_der);
+  if (leaf_der.empty()) return errc::invalid_argument;
+  LE_TRY(kind, pkcs8_kind(d->key_der_));
+  for (X509* c : chain)
+    if (!c) return errc::invalid_argument;
+  d->kind_ = kind;
+  d->leaf_der_ = std::move(leaf_der);
+  for (X509* c : chain) d->chain_.push_back(up_ref(c));
+  return std::shared_ptr<const deferred_key>(std::move(d));
+}
+
+result<std::shared_ptr<const deferred_key>> deferred_key::make(std::string leaf_der, EVP_PKEY* key,
+                                                               std::span<X509* const> chain) {
+  if (leaf_der.empty() || !key) return errc::invalid_argument;
+  LE_TRY(kind, pkey_kind(key));
+  for (X509* c : chain)
+    if (!c) return errc::invalid_argument;
+  std::shared_ptr<deferred_key> d(new deferred_key);
+  d->kind_ = kind;
+  d->leaf_der_ = std::move(leaf_der);
+  d->shared_key_ = up_ref(key);
+  for (X509* c : chain) d->chain_.push_back(up_ref(c));
+  return std::shared_ptr<const deferred_key>(std::move(d));
+}
+
+deferred_key::~deferred_key() {
+  if (!key_der_.empty()) OPENSSL_cleanse(key_der_.data(), key_der_.size());
+}
+
+std::error_code deferred_key::error() const noexcept {
+  return done_.load(std::memory_order_acquire) ? error_ : std::error_code{};
+}
+
+const certified_key* deferred_key::get() const noexcept {
+  if (!done_.load(std::memory_order_acquire)) {
+    try {
+      std::call_once(once_, [this] { parse(); });
+    } catch (...) {  // call_once itself failing (the thread library): no key
+      return nullptr;
+    }
+  }
+  return parsed_.get();
+}
+
+void deferred_key::parse() const noexcept {
+  // Runs once, under call_once: no other thread reads the members until done_ is set.
+  try {
+    const auto* p = reinterpret_cast<const unsigned char*>(leaf_der_.data());
+    x509_ptr leaf(d2i_X509(nullptr, &p, static_cast<long>(leaf_der_.size())));
+    evp_pkey_ptr own;
+    EVP_PKEY* key = shared_key_.get();
+    if (!key) {
+      p = reinterpret_cast<const unsigned char*>(key_der_.data());
+      own.reset(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(key_der_.size())));
+      key = own.get();
+    }
+    ERR_clear_error();
+    if (!leaf || !key) {
+      error_ = tls_errc::bad_pem;
+    } else {
+      std::vector<X509*> chain;
+      chain.reserve(chain_.size());
+      for (const auto& c : chain_) chain.push_back(c.get());
+      auto ck = make_certified_key(leaf.get(), key, chain);
+      if (!ck)
+        error_ = tls_errc::key_mismatch;
+      else if ((*ck)->kind != kind_)
+        error_ = errc::invalid_argument;
+      else
+        parsed_ = std::move(*ck);
+    }
+  } catch (const std::bad_alloc&) {
+    error_ = std::make_error_code(std::errc::not_enough_memory);
+  }
+  // Parsed or not, the bytes are no longer needed: a failed parse fails the same way again.
+  OPENSSL_cleanse(key_der_.data(), key_der_.size());
+  std::string().swap(key_der_);
+  std::string().swap(leaf_der_);
+  shared_key_.reset();
+  chain_.clear();
+  chain_.shrink_to_fit();
+  done_.store(true, std::memory_order_release);
+}
+
 sni_map::sni_map(std::size_t shards)
     : shard_count_(std::bit_ceil(std::clamp<std::size_t>(shards, 1, 1u << 16))),
       shards_(std::make_unique<std::atomic<table*>[]>(shard_count_)) {
@@ -236,6 +358,14 @@ bool valid_keys(const std::vector<std::shared_ptr<const certified_key>>& keys) {
   if (keys.empty()) return false;
   for (const auto& k : keys)
     if (!k || !k->leaf || !k->key) return false;
+  return true;
+}
+
+bool valid_update(const sni_update& u) {
+  if (u.keys.empty() && u.deferred.empty()) return true;  // a removal
+  if (!u.keys.empty() && !valid_keys(u.keys)) return false;
+  for (const auto& d : u.deferred)
+    if (!d) return false;
   return true;
 }
 
@@ -340,10 +470,11 @@ result<void> sni_map::apply(std::span<const sni_update> updates) {
   changes.reserve(updates.size());
   for (const sni_update& u : updates) {
     LE_TRY(n, normalise_name(u.name));
-    if (!u.keys.empty() && !valid_keys(u.keys)) return errc::invalid_argument;
+    if (!valid_update(u)) return errc::invalid_argument;
     const std::uint64_t h = hash(n);
     std::shared_ptr<const sni_entry> e;
-    if (!u.keys.empty()) e = std::make_shared<const sni_entry>(sni_entry{n, u.keys});
+    if (!u.keys.empty() || !u.deferred.empty())
+      e = std::make_shared<const sni_entry>(sni_entry{n, u.keys, u.deferred});
     changes.push_back({h, shard_of(h), std::move(n), std::move(e)});
   }
   std::lock_guard lock(write_mutex_);
@@ -371,11 +502,15 @@ result<void> sni_map::insert(std::string_view name, std::shared_ptr<const certif
   std::lock_guard lock(write_mutex_);
   // Writers are serialised and only writers free tables, so no read guard is needed here.
   std::vector<std::shared_ptr<const certified_key>> keys;
-  if (const entry_ptr* cur = find_exact(n, h))
+  std::vector<std::shared_ptr<const deferred_key>> deferred;
+  if (const entry_ptr* cur = find_exact(n, h)) {
     for (const auto& k : (*cur)->keys)
       if (k->kind != key->kind) keys.push_back(k);
+    for (const auto& d : (*cur)->deferred)
+      if (d->kind() != key->kind) deferred.push_back(d);
+  }
   keys.push_back(std::move(key));
-  auto e = std::make_shared<const sni_entry>(sni_entry{n, std::move(keys)});
+  auto e = std::make_shared<const sni_entry>(sni_entry{n, std::move(keys), std::move(deferred)});
   change c{h, shard_of(h), std::move(n), std::move(e)};
   apply_locked({&c, 1});
   collect_locked();
