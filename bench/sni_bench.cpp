@@ -279,6 +279,34 @@ void bm_memory_per_name_shared_cert(benchmark::State& state) {
 }
 BENCHMARK(bm_memory_per_name_shared_cert)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// n distinct leaves (host(i)) and their keys as DER (the key as PKCS#8), as a server finds
+// them in storage.
+struct der_certs {
+  std::vector<std::string> cert, key;
+};
+
+der_certs make_der_certs(std::size_t n) {
+  der_certs out;
+  out.cert.resize(n);
+  out.key.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto ck = ca().leaf(host(i));
+    unsigned char* der = nullptr;
+    int len = i2d_X509(ck->leaf.get(), &der);
+    if (len <= 0) fail("i2d_X509");
+    out.cert[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_free(der);
+    std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(EVP_PKEY2PKCS8(ck->key.get()),
+                                                                              &PKCS8_PRIV_KEY_INFO_free);
+    der = nullptr;
+    len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8.get(), &der) : 0;
+    if (len <= 0) fail("i2d_PKCS8_PRIV_KEY_INFO");
+    out.key[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_clear_free(der, static_cast<std::size_t>(len));
+  }
+  return out;
+}
+
 // Distinct ECDSA P-256 leaves with their keys, each under its own name: what a real loaded
 // certificate costs (certificate, key, shared chain reference, entry and slot). The
 // certificates and keys are made first and kept as DER, as a server finds them in storage;
@@ -286,20 +314,9 @@ BENCHMARK(bm_memory_per_name_shared_cert)->Arg(100000)->Iterations(1)->Unit(benc
 // generation, signing) does not count.
 void bm_memory_per_distinct_cert(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  std::vector<std::string> cert_der(n), key_der(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto ck = ca().leaf(host(i));
-    unsigned char* der = nullptr;
-    int len = i2d_X509(ck->leaf.get(), &der);
-    if (len <= 0) fail("i2d_X509");
-    cert_der[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
-    OPENSSL_free(der);
-    der = nullptr;
-    len = i2d_PrivateKey(ck->key.get(), &der);
-    if (len <= 0) fail("i2d_PrivateKey");
-    key_der[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
-    OPENSSL_clear_free(der, static_cast<std::size_t>(len));
-  }
+  const der_certs ders = make_der_certs(n);
+  const auto& cert_der = ders.cert;
+  const auto& key_der = ders.key;
   X509* chain[] = {ca().cert.get()};
   for (auto _ : state) {
     auto map = std::make_unique<tls::sni_map>();
@@ -331,22 +348,9 @@ void bm_memory_per_distinct_cert(benchmark::State& state) {
 // handshake has parsed every one of them.
 void bm_memory_per_deferred_cert(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  std::vector<std::string> cert_der(n), key_der(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto ck = ca().leaf(host(i));
-    unsigned char* der = nullptr;
-    int len = i2d_X509(ck->leaf.get(), &der);
-    if (len <= 0) fail("i2d_X509");
-    cert_der[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
-    OPENSSL_free(der);
-    std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(EVP_PKEY2PKCS8(ck->key.get()),
-                                                                              &PKCS8_PRIV_KEY_INFO_free);
-    der = nullptr;
-    len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8.get(), &der) : 0;
-    if (len <= 0) fail("i2d_PKCS8_PRIV_KEY_INFO");
-    key_der[i].assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
-    OPENSSL_clear_free(der, static_cast<std::size_t>(len));
-  }
+  const der_certs ders = make_der_certs(n);
+  const auto& cert_der = ders.cert;
+  const auto& key_der = ders.key;
   X509* chain[] = {ca().cert.get()};
   for (auto _ : state) {
     auto map = std::make_unique<tls::sni_map>();

@@ -5,6 +5,7 @@
 
 #include "letsencrypt/tls/engine.hpp"
 #include "letsencrypt/tls/tickets.hpp"
+#include "memory_pair.hpp"
 #include "test_certs.hpp"
 
 using namespace letsencrypt;
@@ -13,47 +14,11 @@ using letsencrypt::testing::test_certs;
 
 namespace {
 
-void move_output(engine& from, engine& to, std::vector<std::byte>& store) {
-  auto out = from.pending_output();
-  if (out.empty()) return;
-  to.keep_input();
-  store.assign(out.begin(), out.end());
-  from.consume_output(out.size());
-  to.feed(store);
-}
-
-// Runs a full connection in memory, offering `session` when given; returns the session the
+// A whole connection in memory, offering `session` when given; returns the session the
 // client ends with (after reading the server's tickets) and whether it was a resumption.
 std::pair<ssl_session_ptr, bool> connect(SSL_CTX* cctx, SSL_CTX* sctx, SSL_SESSION* session, int version) {
-  ssl_ptr cs(SSL_new(cctx));
-  SSL_set_tlsext_host_name(cs.get(), "tickets.test");
-  SSL_set1_host(cs.get(), "tickets.test");
-  SSL_set_min_proto_version(cs.get(), version);
-  SSL_set_max_proto_version(cs.get(), version);
-  if (session) SSL_set_session(cs.get(), session);
-  auto c = std::move(engine::create(std::move(cs), role::client)).value();
-  auto s = std::move(engine::create(sctx, role::server)).value();
-  std::vector<std::byte> a, b;
-  status cs_st = status::want_input, ss_st = status::want_input;
-  for (int i = 0; i < 20 && (cs_st != status::done || ss_st != status::done); ++i) {
-    cs_st = c->handshake().state;
-    move_output(*c, *s, a);
-    ss_st = s->handshake().state;
-    move_output(*s, *c, b);
-    EXPECT_NE(cs_st, status::error) << c->error().message();
-    EXPECT_NE(ss_st, status::error) << s->error().message();
-  }
-  EXPECT_EQ(cs_st, status::done);
-  // TLS 1.3 tickets arrive after the handshake: a read processes them.
-  std::byte buf[64];
-  for (int i = 0; i < 3; ++i) {
-    move_output(*s, *c, b);
-    EXPECT_EQ(c->read(buf).state, status::want_input);
-  }
-  bool reused = SSL_session_reused(c->native()) == 1;
-  // OpenSSL marks the session of a connection freed without close_notify as not resumable.
-  EXPECT_EQ(c->shutdown().state, status::have_output);
-  return {ssl_session_ptr(SSL_get1_session(c->native())), reused};
+  auto o = letsencrypt::testing::connect_in_memory(cctx, sctx, "tickets.test", version, session);
+  return {std::move(o.session), o.reused};
 }
 
 }  // namespace

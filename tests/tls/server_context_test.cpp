@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "letsencrypt/tls/engine.hpp"
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/server_context.hpp"
 #include "letsencrypt/tls/tickets.hpp"
+#include "memory_pair.hpp"
 #include "test_certs.hpp"
 
 using namespace letsencrypt;
@@ -19,61 +19,27 @@ using letsencrypt::testing::test_certs;
 
 namespace {
 
-void move_output(engine& from, engine& to, std::vector<std::byte>& store) {
-  auto out = from.pending_output();
-  if (out.empty()) return;
-  to.keep_input();
-  store.assign(out.begin(), out.end());
-  from.consume_output(out.size());
-  to.feed(store);
-}
-
 struct outcome {
   std::string suite;
   bool reused = false;
-  int tickets = 0;            // NewSessionTicket messages the client received
-  ssl_session_ptr session;    // the last ticket's session, if any
+  int tickets = 0;          // NewSessionTicket messages the client received
+  ssl_session_ptr session;  // the last ticket's session, if any
 };
 
 int count_ticket(SSL* ssl, SSL_SESSION*) {
   ++*static_cast<int*>(SSL_get_app_data(ssl));
-  return 0;  // the client keeps its own reference through SSL_get1_session below
+  return 0;  // the client keeps its own reference through SSL_get1_session
 }
 
-// A whole connection in memory: handshake, read the tickets, close.
 outcome connect(SSL_CTX* cctx, SSL_CTX* sctx, int version, SSL_SESSION* resume = nullptr) {
   outcome o;
   SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(cctx, count_ticket);
-  ssl_ptr cs(SSL_new(cctx));
-  SSL_set_app_data(cs.get(), &o.tickets);
-  SSL_set_tlsext_host_name(cs.get(), "ctx.test");
-  SSL_set1_host(cs.get(), "ctx.test");
-  SSL_set_min_proto_version(cs.get(), version);
-  SSL_set_max_proto_version(cs.get(), version);
-  if (resume) SSL_set_session(cs.get(), resume);
-  auto c = std::move(engine::create(std::move(cs), role::client)).value();
-  auto s = std::move(engine::create(sctx, role::server)).value();
-  std::vector<std::byte> a, b;
-  status cst = status::want_input, sst = status::want_input;
-  for (int i = 0; i < 20 && (cst != status::done || sst != status::done); ++i) {
-    cst = c->handshake().state;
-    move_output(*c, *s, a);
-    sst = s->handshake().state;
-    move_output(*s, *c, b);
-    EXPECT_NE(cst, status::error) << c->error().message();
-    EXPECT_NE(sst, status::error) << s->error().message();
-  }
-  EXPECT_EQ(cst, status::done);
-  std::byte buf[64];
-  for (int i = 0; i < 3; ++i) {
-    move_output(*s, *c, b);
-    EXPECT_EQ(c->read(buf).state, status::want_input);
-  }
-  o.suite = SSL_get_cipher_name(c->native());
-  o.reused = SSL_session_reused(c->native()) == 1;
-  EXPECT_EQ(c->shutdown().state, status::have_output);
-  o.session.reset(SSL_get1_session(c->native()));
+  auto m = letsencrypt::testing::connect_in_memory(cctx, sctx, "ctx.test", version, resume,
+                                                   [&](SSL* ssl) { SSL_set_app_data(ssl, &o.tickets); });
+  o.suite = m.suite;
+  o.reused = m.reused;
+  o.session = std::move(m.session);
   return o;
 }
 
