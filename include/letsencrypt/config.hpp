@@ -53,6 +53,12 @@ struct config {
   rate_limit new_names{std::chrono::hours(3), 20};
   /// Longest wait between failed renewal attempts (exponential backoff with jitter).
   std::chrono::seconds max_backoff = std::chrono::hours(24);
+  /// How often each certificate's renewal window is asked of a CA that offers ARI (RFC 9773)
+  /// when the CA does not say; its Retry-After wins, kept between 1 minute (or this interval,
+  /// if shorter) and 1 day. A window the CA moves (before a mass revocation, say) reschedules
+  /// the renewal, at once when the window has begun. Certificates loaded at start-up are
+  /// first asked about within min(this interval, 1 hour), spread at random.
+  std::chrono::seconds ari_poll_interval = std::chrono::hours(6);
 
   /// Where log lines go; the default writes them to stderr. Lines never contain keys.
   std::function<void(log_level, std::string_view)> log;

@@ -27,6 +27,8 @@ struct manager_stats {
   std::uint64_t refused = 0;           ///< cert() requests refused by policy or rate limit
   std::uint64_t certificates = 0;      ///< names with a certificate being served
   std::uint64_t loaded_from_cache = 0; ///< certificates loaded by cache_file/unmarshal
+  std::uint64_t ari_polls = 0;         ///< renewalInfo (ARI) requests after issuance
+  std::uint64_t ari_moves = 0;         ///< of which moved a renewal window
 };
 
 /// Obtains, renews, stores and serves certificates for the host names a server answers.
@@ -119,6 +121,7 @@ class manager {
   struct impl;
 
  private:
+  friend struct manager_test_access;  // tests: a transport in front of the CA
   std::unique_ptr<impl> impl_;
 };
 

@@ -541,13 +541,27 @@ io::task<acme_result<issued_certificate>> client::obtain_impl(const order_reques
 }
 
 io::task<acme_result<renewal_info>> client::get_renewal_info(std::string_view cert_pem) {
+  // A CA without ARI says so whatever the certificate.
   LE_CO_TRY(dir, co_await get_directory());
   if (dir.renewal_info.empty()) co_return unexpected(error(letsencrypt::errc::unsupported));
   auto id = ari_certificate_id(cert_pem);
   if (!id) co_return unexpected(error(id.error()));
+  co_return co_await get_renewal_info_by_id(*id);
+}
+
+io::task<acme_result<renewal_info>> client::get_renewal_info_by_id(std::string_view cert_id) {
+  // The identifier becomes a path segment: base64url text and one dot, nothing else.
+  const bool well_formed = !cert_id.empty() && cert_id.size() <= 512 &&
+                           std::all_of(cert_id.begin(), cert_id.end(), [](char c) {
+                             return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                                    c == '-' || c == '_' || c == '.';
+                           });
+  if (!well_formed) co_return unexpected(error(letsencrypt::errc::invalid_argument));
+  LE_CO_TRY(dir, co_await get_directory());
+  if (dir.renewal_info.empty()) co_return unexpected(error(letsencrypt::errc::unsupported));
   std::string url = dir.renewal_info;
   if (url.empty() || url.back() != '/') url.push_back('/');
-  url += *id;
+  url += cert_id;
   http_request req{"GET", url, {}, {}};
   LE_CO_TRY(resp, co_await send(std::move(req)));
   if (!is_success(resp.status)) co_return unexpected(error_from_response(resp));

@@ -5,6 +5,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <optional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -32,6 +33,7 @@
 #include "letsencrypt/tls/tickets.hpp"
 #include "manager/limits.hpp"
 #include "manager/solvers.hpp"
+#include "manager/test_access.hpp"
 
 namespace letsencrypt {
 
@@ -60,6 +62,9 @@ struct cert_meta {
   unsigned failures = 0;
   std::string ari_cert_id;
   bool warned = false;
+  // ARI: the window the CA last suggested, and when to ask again (max: never).
+  std::optional<std::pair<sys_clock::time_point, sys_clock::time_point>> ari_window;
+  sys_clock::time_point ari_poll = sys_clock::time_point::max();
 };
 
 result<sys_clock::time_point> asn1_to_time(const ASN1_TIME* t) {
@@ -182,6 +187,7 @@ struct manager::impl {
   std::shared_ptr<io::event> account_done_ = std::make_shared<io::event>();
   io::task<result<void>> create_account(std::string email, std::function<bool(std::string_view)> prompt);
   acme::client_options client_options() const;
+  acme::http_fetch fetch_override_;  // tests only (manager_test_access), set before any order
   io::task<result<void>> persist(store::record r);
   io::task<void> persist_bucket(std::string_view name, const token_bucket& b);
   void install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
@@ -190,6 +196,10 @@ struct manager::impl {
   // Renewal.
   void start_renewal();
   io::task<void> renewal_loop();
+  io::task<void> poll_renewal_info(std::shared_ptr<cert_meta> m);
+  std::chrono::seconds ari_interval() const {
+    return std::clamp<std::chrono::seconds>(cfg_.ari_poll_interval, std::chrono::seconds(1), std::chrono::hours(24));
+  }
 
   // Serving.
   result<void> start_serving(http::handler h, bool with_http);
@@ -252,6 +262,7 @@ acme::client_options manager::impl::client_options() const {
   o.directory_url = cfg_.directory_url;
   o.ca_pem = cfg_.ca_root_pem;
   o.stop = background_stop_.get_token();
+  if (fetch_override_) o.fetch = fetch_override_;
   o.challenge_preference.clear();
   for (auto c : cfg_.challenges) {
     switch (c) {
@@ -301,6 +312,15 @@ void manager::impl::install_cert(const store::cert_record& rec, const loaded_cer
   m->due = renewal_time(lc.not_before, lc.not_after, ari, random01());
   m->next_attempt = m->due;
   m->ari_cert_id = rec.ari_cert_id;
+  m->ari_window = ari;
+  if (!m->ari_cert_id.empty()) {
+    // A fresh certificate's window was just asked for; certificates loaded at start-up are
+    // asked about soon, spread so that many of them do not reach the CA at once.
+    const auto interval = ari_interval();
+    const auto spread = std::min<sys_clock::duration>(interval, std::chrono::hours(1));
+    m->ari_poll = sys_clock::now() + (from_cache ? std::chrono::duration_cast<sys_clock::duration>(spread * random01())
+                                                 : std::chrono::duration_cast<sys_clock::duration>(interval));
+  }
   std::lock_guard lk(mu_);
   for (const auto& n : rec.names) {
     meta_[n] = m;
@@ -529,6 +549,71 @@ io::task<result<void>> manager::impl::cert(std::string host) {
   co_return ok();
 }
 
+io::task<void> manager::impl::poll_renewal_info(std::shared_ptr<cert_meta> m) {
+  const auto interval = ari_interval();
+  // Whatever happens below, the next question waits: a failing CA is not asked in a loop.
+  m->ari_poll = sys_clock::now() + interval;
+  std::shared_ptr<acme::client> client = client_;
+  if (!client) {
+    bool has_account;
+    {
+      std::lock_guard lk(mu_);
+      has_account = mirror_.account && !mirror_.account->url.empty();
+    }
+    // Registering an account only to ask is not worth it: the next order registers one.
+    if (!has_account) co_return;
+    auto acct = co_await ensure_account();
+    if (!acct) co_return;
+    client = client_;
+    if (!client) co_return;
+  }
+  {
+    std::lock_guard lk(mu_);
+    ++stats_.ari_polls;
+  }
+  const std::string& name = m->names.front();
+  auto ri = co_await client->get_renewal_info_by_id(m->ari_cert_id);
+  if (!ri) {
+    if (ri.error().code == errc::unsupported) {
+      m->ari_poll = sys_clock::now() + std::chrono::hours(24);  // the CA has no ARI (for now)
+    } else {
+      log(log_level::warning, fmt::format("renewal window of {} not available from the CA: {}", name, ri.error().message()));
+    }
+    co_return;
+  }
+  if (ri->retry_after > std::chrono::seconds(0)) {
+    const auto floor = std::min<std::chrono::seconds>(std::chrono::minutes(1), interval);
+    m->ari_poll = sys_clock::now() + std::clamp<std::chrono::seconds>(ri->retry_after, floor, std::chrono::hours(24));
+  }
+  const std::pair<sys_clock::time_point, sys_clock::time_point> window{ri->window_start, ri->window_end};
+  if (m->ari_window == window) co_return;
+  m->ari_window = window;
+  m->due = renewal_time(m->not_before, m->not_after, window, random01());
+  // A renewal already backing off keeps its backoff unless the CA now wants it sooner.
+  if (m->failures == 0 || m->due < m->next_attempt) m->next_attempt = m->due;
+  log(log_level::info,
+      fmt::format("the CA moved the renewal window of {} to {:%Y-%m-%d %H:%M:%S} .. {:%Y-%m-%d %H:%M:%S} UTC; renewing at "
+                  "{:%Y-%m-%d %H:%M:%S} UTC{}",
+                  name, std::chrono::floor<std::chrono::seconds>(window.first),
+                  std::chrono::floor<std::chrono::seconds>(window.second),
+                  std::chrono::floor<std::chrono::seconds>(std::max(m->due, sys_clock::now())),
+                  ri->explanation_url.empty() ? "" : " (" + ri->explanation_url + ")"));
+  // Kept across restarts: the record of this same certificate, with the new window.
+  std::optional<store::cert_record> rec;
+  {
+    std::lock_guard lk(mu_);
+    auto it = mirror_.certs.find(name);
+    if (it != mirror_.certs.end() && it->second->ari_cert_id == m->ari_cert_id) rec = *it->second;
+  }
+  if (rec) {
+    rec->ari_start = std::chrono::time_point_cast<std::chrono::seconds>(window.first);
+    rec->ari_end = std::chrono::time_point_cast<std::chrono::seconds>(window.second);
+    (void)co_await persist(std::move(*rec));
+  }
+  std::lock_guard lk(mu_);
+  ++stats_.ari_moves;
+}
+
 void manager::impl::start_renewal() {
   control().post([this] {
     if (renewal_started_) return;
@@ -541,7 +626,7 @@ io::task<void> manager::impl::renewal_loop() {
   auto stop = control().scope().stop_token();
   while (!stop.stop_requested()) {
     auto now = sys_clock::now();
-    std::vector<std::shared_ptr<cert_meta>> due;
+    std::vector<std::shared_ptr<cert_meta>> due, polls;
     sys_clock::time_point next = now + std::chrono::hours(1);
     {
       std::lock_guard lk(mu_);
@@ -552,8 +637,18 @@ io::task<void> manager::impl::renewal_loop() {
           due.push_back(m);
         else
           next = std::min(next, m->next_attempt);
+        if (m->ari_poll <= now)
+          polls.push_back(m);
+        else
+          next = std::min(next, m->ari_poll);
       }
     }
+    // The CA's word first: a window it moved may make a certificate due now.
+    for (auto& m : polls) {
+      co_await poll_renewal_info(m);
+      if (stop.stop_requested()) co_return;
+    }
+    if (!polls.empty()) continue;
     for (auto& m : due) {
       const std::string& name = m->names.front();
       std::shared_ptr<pending> p;
@@ -588,6 +683,8 @@ io::task<void> manager::impl::renewal_loop() {
 }  // namespace letsencrypt
 
 namespace letsencrypt {
+
+void manager_test_access::set_acme_fetch(manager& m, acme::http_fetch f) { m.impl_->fetch_override_ = std::move(f); }
 
 result<void> manager::impl::start_serving(http::handler h, bool with_http) {
   std::lock_guard lk(serve_mu_);

@@ -12,9 +12,19 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
+#include <simdjson.h>
+
+#include "acme/transport.hpp"
+#include "letsencrypt/acme/types.hpp"
 #include "letsencrypt/manager.hpp"
+#include "letsencrypt/store/replay.hpp"
+#include "manager/test_access.hpp"
 #include "pebble_fixture.hpp"
 #include "test_certs.hpp"
 
@@ -266,6 +276,136 @@ TEST_F(manager_pebble, renewal_replaces_the_served_certificate_without_failed_ha
   EXPECT_GT(handshakes.load(), 20);
   // The renewed certificate is in the journal.
   EXPECT_NE(m.marshal().find("renew.test"), std::string::npos);
+}
+
+// Pebble has no ARI: this responder sits in front of it as the manager's transport. Its
+// directory is Pebble's plus renewalInfo; it answers renewalInfo from a table the test fills
+// (404 for an unknown certificate), records which certificates were asked about and the
+// newOrder payloads, and passes everything else to Pebble unchanged.
+struct ari_front {
+  acme::http_fetch pebble;
+  std::string directory_url;
+  std::string ari_base = "https://ari.invalid/renewal-info/";
+  std::mutex mu;
+  std::string new_order_url;
+  std::map<std::string, std::string> windows;  // RFC 9773 id -> renewalInfo body
+  std::set<std::string> asked;
+  std::vector<std::string> new_order_payloads;
+
+  static io::task<letsencrypt::result<acme::http_response>> handle(ari_front* self, acme::http_request req,
+                                                                   std::stop_token stop) {
+    if (req.method == "GET" && req.url.starts_with(self->ari_base)) {
+      const std::string id = req.url.substr(self->ari_base.size());
+      acme::http_response out;
+      {
+        std::lock_guard lk(self->mu);
+        self->asked.insert(id);
+        auto it = self->windows.find(id);
+        out.status = it != self->windows.end() ? 200 : 404;
+        out.body = it != self->windows.end() ? it->second
+                                             : R"({"type":"urn:ietf:params:acme:error:malformed","detail":"unknown"})";
+      }
+      out.headers.emplace_back("Content-Type", out.status == 200 ? "application/json" : "application/problem+json");
+      out.headers.emplace_back("Retry-After", "1");
+      co_return out;
+    }
+    if (req.method == "POST") {
+      std::lock_guard lk(self->mu);
+      if (req.url == self->new_order_url) {
+        simdjson::dom::parser p;
+        simdjson::padded_string ps(req.body);
+        std::string_view payload;
+        if (p.parse(ps)["payload"].get_string().get(payload) == simdjson::SUCCESS)
+          self->new_order_payloads.push_back(acme::base64url_decode(payload).value_or(""));
+      }
+    }
+    const bool directory = req.method == "GET" && req.url == self->directory_url;
+    auto r = co_await self->pebble(std::move(req), std::move(stop));
+    if (directory && r && r->status == 200) {
+      if (auto d = acme::parse_directory(r->body)) {
+        std::lock_guard lk(self->mu);
+        self->new_order_url = d->new_order;
+      }
+      const auto end = r->body.rfind('}');
+      if (end != std::string::npos) r->body.insert(end, ",\"renewalInfo\":\"" + self->ari_base + "\"");
+    }
+    co_return r;
+  }
+};
+
+// RFC 9773: the CA moves a served certificate's renewal window into the past (as before a
+// mass revocation); the manager, asking every Retry-After, sees it, renews at once with
+// "replaces" naming the old certificate, and serves the new one.
+TEST_F(manager_pebble, ari_window_moved_by_the_ca_renews_at_once_with_replaces) {
+  start_ca();
+  config c = make_config();
+  c.ari_poll_interval = 1s;
+  manager m(c);
+  ari_front front;
+  acme::client_options po;
+  po.directory_url = ca_->directory_url();
+  po.ca_pem = ca_->https_ca_pem();
+  front.pebble = acme::make_default_fetch(po);
+  front.directory_url = ca_->directory_url();
+  manager_test_access::set_acme_fetch(
+      m, [&front](acme::http_request r, std::stop_token st) { return ari_front::handle(&front, std::move(r), std::move(st)); });
+  ASSERT_TRUE(m.cache_file(cache()));
+  ASSERT_TRUE(m.start(hello, false));
+
+  auto first = probe(m.https_port(), "ari.test", ca_->issuing_root_pem());
+  ASSERT_TRUE(first.ok) << first.error;
+  // The window of the new certificate was asked for at issuance (and was unknown).
+  std::string id;
+  {
+    std::lock_guard lk(front.mu);
+    ASSERT_EQ(front.asked.size(), 1u);
+    id = *front.asked.begin();
+    ASSERT_EQ(front.new_order_payloads.size(), 1u);
+    EXPECT_EQ(front.new_order_payloads[0].find("replaces"), std::string::npos);
+    front.windows[id] = R"({"suggestedWindow":{"start":"2020-01-01T00:00:00Z","end":"2020-01-02T00:00:00Z"},)"
+                        R"("explanationURL":"https://ari.invalid/incident"})";
+  }
+  std::string now_serial = first.serial;
+  for (int i = 0; i < 300 && now_serial == first.serial; ++i) {
+    std::this_thread::sleep_for(100ms);
+    auto p = probe(m.https_port(), "ari.test", ca_->issuing_root_pem());
+    if (p.ok) now_serial = p.serial;
+  }
+  EXPECT_NE(now_serial, first.serial) << "no renewal within 30 s of the window moving";
+  auto st = m.stats();
+  EXPECT_GE(st.ari_polls, 1u);
+  EXPECT_GE(st.ari_moves, 1u);
+  EXPECT_EQ(st.renewed, 1u);
+  std::string renewed_id;
+  {
+    std::lock_guard lk(front.mu);
+    ASSERT_GE(front.new_order_payloads.size(), 2u);
+    EXPECT_NE(front.new_order_payloads[1].find("\"replaces\":\"" + id + "\""), std::string::npos)
+        << front.new_order_payloads[1];
+    for (const auto& a : front.asked)
+      if (a != id) renewed_id = a;
+    ASSERT_FALSE(renewed_id.empty());
+    // A window in the future for the renewed certificate: rescheduled, not renewed, and
+    // kept in the journal.
+    front.windows[renewed_id] = R"({"suggestedWindow":{"start":"2031-01-01T00:00:00Z","end":"2031-01-02T00:00:00Z"}})";
+  }
+  for (int i = 0; i < 100 && m.stats().ari_moves < 2; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(m.stats().ari_moves, 2u);
+  std::this_thread::sleep_for(1500ms);  // at least one more poll of an unchanged window
+  EXPECT_EQ(m.stats().ari_moves, 2u);
+  EXPECT_EQ(m.stats().renewed, 1u);
+  EXPECT_EQ(probe(m.https_port(), "ari.test", ca_->issuing_root_pem()).serial, now_serial);
+  m.stop();
+
+  std::ifstream f(cache(), std::ios::binary);
+  std::string image((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto rr = store::replay(std::as_bytes(std::span(image)));
+  ASSERT_FALSE(rr.error) << rr.message;
+  auto it = rr.state.certs.find("ari.test");
+  ASSERT_NE(it, rr.state.certs.end());
+  EXPECT_EQ(it->second->ari_cert_id, renewed_id);
+  EXPECT_EQ(it->second->ari_start.time_since_epoch(), std::chrono::seconds(1924992000));  // 2031-01-01
+  EXPECT_EQ(it->second->ari_end.time_since_epoch(), std::chrono::seconds(1925078400));
 }
 
 TEST_F(manager_pebble, go_cache_import_then_serving_its_certificate) {

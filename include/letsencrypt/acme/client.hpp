@@ -208,6 +208,8 @@ class client {
   /// ARI (RFC 9773): the suggested renewal window for the certificate (first PEM block).
   /// unsupported when the directory has no renewalInfo.
   io::task<acme_result<renewal_info>> get_renewal_info(std::string_view cert_pem);
+  /// The same by the certificate's RFC 9773 identifier (ari_certificate_id).
+  io::task<acme_result<renewal_info>> get_renewal_info_by_id(std::string_view cert_id);
 
   /// Revokes the certificate (first PEM block), signed by the account key.
   io::task<acme_result<void>> revoke(std::string_view cert_pem, revocation_reason reason = revocation_reason::unspecified);
