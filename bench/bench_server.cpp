@@ -113,22 +113,12 @@ std::vector<std::string_view> pem_blocks(std::string_view text) {
   return out;
 }
 
-// The DER inside the first PEM block of `pem` labelled `label`, or empty. Only base64 is
-// decoded: nothing is parsed.
+// The DER of the first PEM block of `pem` labelled `label`, or empty; nothing is parsed.
 std::string pem_to_der(std::string_view pem, const char* label) {
-  tls::bio_ptr b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  char* name = nullptr;
-  char* header = nullptr;
-  unsigned char* data = nullptr;
-  long len = 0;
-  std::string out;
-  if (b && PEM_read_bio(b.get(), &name, &header, &data, &len) == 1 && std::string_view(name) == label)
-    out.assign(reinterpret_cast<char*>(data), static_cast<std::size_t>(len));
-  OPENSSL_free(name);
-  OPENSSL_free(header);
-  if (data) OPENSSL_clear_free(data, static_cast<std::size_t>(len));
-  ERR_clear_error();
-  return out;
+  auto blocks = tls::pem_blocks_der(pem, label);
+  if (!blocks || blocks->empty()) return {};
+  for (std::size_t i = 1; i < blocks->size(); ++i) OPENSSL_cleanse((*blocks)[i].data(), (*blocks)[i].size());
+  return std::move(blocks->front());
 }
 
 // Loads every DIR/certs/*.crt into `map`; returns the number loaded. Chain certificates

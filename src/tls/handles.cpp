@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 
 #include <climits>
+#include <ctime>
 
 #include "letsencrypt/tls/error.hpp"
 
@@ -76,6 +77,112 @@ result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem) {
   ERR_clear_error();
   if (out.empty() || !clean_end) return tls_errc::bad_pem;
   return out;
+}
+
+result<std::vector<std::string>> pem_blocks_der(std::string_view pem, std::string_view label) {
+  LE_TRY(b, memory_source(pem));
+  std::vector<std::string> out;
+  for (;;) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    const int ok = PEM_read_bio(b.get(), &name, &header, &data, &len);
+    if (ok == 1 && name && std::string_view(name) == label && len > 0)
+      out.emplace_back(reinterpret_cast<const char*>(data), static_cast<std::size_t>(len));
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    if (data) OPENSSL_clear_free(data, static_cast<std::size_t>(len));
+    if (ok != 1) break;
+  }
+  // The loop ends at the first failure: the clean end of the text, or a block that does not
+  // decode.
+  const unsigned long e = ERR_peek_last_error();
+  const bool clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+  ERR_clear_error();
+  if (out.empty() || !clean_end) {
+    for (auto& d : out) OPENSSL_cleanse(d.data(), d.size());
+    return tls_errc::bad_pem;
+  }
+  return out;
+}
+
+namespace {
+
+// One DER element: tag, class, whether constructed, and its contents. `p` moves past it.
+struct der_element {
+  int tag = 0;
+  int cls = 0;
+  bool constructed = false;
+  const unsigned char* contents = nullptr;
+  long length = 0;
+  const unsigned char* start = nullptr;  // of the header
+};
+
+bool next_element(const unsigned char*& p, const unsigned char* end, der_element& e) noexcept {
+  if (p >= end) return false;
+  e.start = p;
+  const unsigned char* q = p;
+  const int r = ASN1_get_object(&q, &e.length, &e.tag, &e.cls, end - p);
+  // 0x80: a malformed header or a length past `end`; 0x21: an indefinite length (not DER).
+  if ((r & 0x80) != 0 || r == 0x21) return false;
+  e.constructed = (r & V_ASN1_CONSTRUCTED) != 0;
+  e.contents = q;
+  if (e.length < 0 || e.length > end - q) return false;
+  p = q + e.length;
+  return true;
+}
+
+result<std::chrono::system_clock::time_point> time_of(const der_element& e) {
+  if (e.cls != V_ASN1_UNIVERSAL || (e.tag != V_ASN1_UTCTIME && e.tag != V_ASN1_GENERALIZEDTIME)) return tls_errc::bad_pem;
+  const unsigned char* q = e.start;
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> t(d2i_ASN1_TIME(nullptr, &q, e.contents + e.length - e.start),
+                                                         &ASN1_TIME_free);
+  std::tm tm{};
+  if (!t || ASN1_TIME_to_tm(t.get(), &tm) != 1) {
+    ERR_clear_error();
+    return tls_errc::bad_pem;
+  }
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+using validity = std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>;
+
+result<validity> read_validity(std::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  const unsigned char* end = p + der.size();
+  der_element cert, tbs, e;
+  // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+  //   serialNumber INTEGER, signature AlgorithmIdentifier, issuer Name, validity SEQUENCE {
+  //   notBefore Time, notAfter Time }, ... }, ... }
+  if (!next_element(p, end, cert) || cert.tag != V_ASN1_SEQUENCE || !cert.constructed) return tls_errc::bad_pem;
+  p = cert.contents;
+  end = cert.contents + cert.length;
+  if (!next_element(p, end, tbs) || tbs.tag != V_ASN1_SEQUENCE || !tbs.constructed) return tls_errc::bad_pem;
+  p = tbs.contents;
+  end = tbs.contents + tbs.length;
+  if (!next_element(p, end, e)) return tls_errc::bad_pem;
+  if (e.cls == V_ASN1_CONTEXT_SPECIFIC && e.tag == 0 && !next_element(p, end, e)) return tls_errc::bad_pem;
+  if (e.cls != V_ASN1_UNIVERSAL || e.tag != V_ASN1_INTEGER) return tls_errc::bad_pem;  // serialNumber
+  if (!next_element(p, end, e) || e.tag != V_ASN1_SEQUENCE) return tls_errc::bad_pem;  // signature
+  if (!next_element(p, end, e) || e.tag != V_ASN1_SEQUENCE) return tls_errc::bad_pem;  // issuer
+  if (!next_element(p, end, e) || e.tag != V_ASN1_SEQUENCE || !e.constructed) return tls_errc::bad_pem;
+  const unsigned char* v = e.contents;
+  const unsigned char* v_end = e.contents + e.length;
+  der_element nb, na;
+  if (!next_element(v, v_end, nb) || !next_element(v, v_end, na) || v != v_end) return tls_errc::bad_pem;
+  LE_TRY(not_before, time_of(nb));
+  LE_TRY(not_after, time_of(na));
+  return validity{not_before, not_after};
+}
+
+}  // namespace
+
+result<std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>>
+certificate_validity(std::string_view der) {
+  auto v = read_validity(der);
+  if (!v) ERR_clear_error();  // ASN1_get_object queues an error for a bad header
+  return v;
 }
 
 result<evp_pkey_ptr> load_private_key_pem(std::string_view pem) {

@@ -437,6 +437,53 @@ TEST_F(manager_pebble, go_cache_import_then_serving_its_certificate) {
   EXPECT_EQ(m.cert_sync("other.test").error(), errc::not_allowed);
 }
 
+// Cached certificates are loaded without parsing and parsed by the first handshake for
+// their name: each name gets its own certificate, and a cached certificate whose key is not
+// its own fails that name's handshakes (an alert), not the others' and not the manager.
+TEST_F(manager_pebble, cached_certificates_are_parsed_at_first_use_and_a_broken_one_stays_contained) {
+  start_ca();
+  letsencrypt::testing::test_certs certs("cache test CA");
+  auto escape = [](const std::string& s) {
+    std::string o;
+    for (char ch : s) {
+      if (ch == '\n') o += "\\n";
+      else if (ch == '"') o += "\\\"";
+      else o += ch;
+    }
+    return o;
+  };
+  std::vector<letsencrypt::testing::issued_cert> issued;
+  std::string json = "{\"Email\":\"\",\"Reg\":null,\"Key\":\"\",\"Certs\":{";
+  for (int i = 0; i < 50; ++i) {
+    issued.push_back(certs.issue({"c" + std::to_string(i) + ".cache.test"}));
+    if (i) json += ",";
+    json += "\"c" + std::to_string(i) + ".cache.test\":{\"Cert\":\"" + escape(issued.back().chain_pem) + "\",\"Key\":\"" +
+            escape(issued.back().key_pem) + "\"}";
+  }
+  json += "}}";
+  // c7 gets c8's key: the pair does not match.
+  auto c8key = escape(issued[8].key_pem);
+  auto c7key = escape(issued[7].key_pem);
+  json.replace(json.find(c7key), c7key.size(), c8key);
+
+  manager m(make_config());
+  ASSERT_TRUE(m.cache_file(cache()));
+  ASSERT_TRUE(m.unmarshal(json));
+  EXPECT_EQ(m.stats().certificates, 50u);
+  ASSERT_TRUE(m.start(hello, false));
+  for (int i : {0, 49, 8, 7, 8, 0}) {
+    auto p = probe(m.https_port(), "c" + std::to_string(i) + ".cache.test", certs.ca_pem());
+    if (i == 7) {
+      EXPECT_FALSE(p.ok);
+      EXPECT_FALSE(p.error.empty());
+    } else {
+      ASSERT_TRUE(p.ok) << i << ": " << p.error;
+      EXPECT_EQ(p.serial, serial_of(issued[static_cast<std::size_t>(i)].cert.get())) << i;
+    }
+  }
+  EXPECT_EQ(m.stats().orders, 0u);
+}
+
 TEST_F(manager_pebble, watch_fires_after_issuance_and_for_existing_state) {
   start_ca();
   manager m(make_config());

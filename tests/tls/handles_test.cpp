@@ -141,3 +141,80 @@ TEST(handles, tls_error_turns_the_queue_into_a_readable_code) {
   EXPECT_EQ(classify(std::error_code(tls_errc::unexpected_eof)), tls_errc::unexpected_eof);
   EXPECT_EQ(classify(make_error_code(errc::timed_out)), tls_errc::handshake_failed);
 }
+
+namespace {
+
+std::string der_of(X509* c) {
+  unsigned char* d = nullptr;
+  const int n = i2d_X509(c, &d);
+  std::string s(reinterpret_cast<char*>(d), static_cast<std::size_t>(n > 0 ? n : 0));
+  OPENSSL_free(d);
+  return s;
+}
+
+std::chrono::system_clock::time_point time_point_of(const ASN1_TIME* t) {
+  std::tm tm{};
+  EXPECT_EQ(ASN1_TIME_to_tm(t, &tm), 1);
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+}  // namespace
+
+TEST(handles, pem_blocks_der_decodes_without_parsing) {
+  test_certs certs;
+  auto leaf = certs.issue({"der.test"});
+  auto blocks = pem_blocks_der(leaf.chain_pem, "CERTIFICATE");
+  ASSERT_TRUE(blocks) << blocks.error().message();
+  ASSERT_EQ(blocks->size(), 2u);
+  EXPECT_EQ((*blocks)[0], der_of(leaf.cert.get()));
+  EXPECT_EQ((*blocks)[1], der_of(certs.ca_cert()));
+  // Other labels are skipped: a key file that starts with EC PARAMETERS, as `openssl ecparam
+  // -genkey` writes.
+  auto key = pem_blocks_der("-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n" + leaf.key_pem,
+                            "PRIVATE KEY");
+  ASSERT_TRUE(key) << key.error().message();
+  ASSERT_EQ(key->size(), 1u);
+  const auto* p = reinterpret_cast<const unsigned char*>((*key)[0].data());
+  evp_pkey_ptr parsed(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>((*key)[0].size())));
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(EVP_PKEY_eq(parsed.get(), leaf.key.get()), 1);
+
+  EXPECT_EQ(pem_blocks_der(leaf.chain_pem, "PRIVATE KEY").error(), make_error_code(tls_errc::bad_pem));
+  EXPECT_EQ(pem_blocks_der("", "CERTIFICATE").error(), make_error_code(tls_errc::bad_pem));
+  // A block whose base64 is damaged, after a good one.
+  std::string damaged = leaf.chain_pem;
+  damaged.insert(damaged.rfind("-----END CERTIFICATE-----") - 10, "!!!");
+  EXPECT_EQ(pem_blocks_der(damaged, "CERTIFICATE").error(), make_error_code(tls_errc::bad_pem));
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, certificate_validity_reads_the_dates_only) {
+  test_certs certs;
+  letsencrypt::testing::issue_options o;
+  o.not_before = std::chrono::hours(-48);
+  o.not_after = std::chrono::hours(24 * 90);
+  for (auto kind : {key_kind::ec_p256, key_kind::rsa2048}) {
+    o.kind = kind;
+    auto leaf = certs.issue({"dates.test"}, o);
+    auto v = certificate_validity(der_of(leaf.cert.get()));
+    ASSERT_TRUE(v) << v.error().message();
+    EXPECT_EQ(v->first, time_point_of(X509_get0_notBefore(leaf.cert.get())));
+    EXPECT_EQ(v->second, time_point_of(X509_get0_notAfter(leaf.cert.get())));
+  }
+  // The CA certificate too (a v3 certificate with the explicit version).
+  auto ca = certificate_validity(der_of(certs.ca_cert()));
+  ASSERT_TRUE(ca);
+  EXPECT_EQ(ca->second, time_point_of(X509_get0_notAfter(certs.ca_cert())));
+
+  // Every truncation and a few corruptions fail cleanly.
+  const std::string der = der_of(certs.issue({"cut.test"}).cert.get());
+  for (std::size_t n = 0; n < 200 && n < der.size(); ++n)
+    EXPECT_FALSE(certificate_validity(der.substr(0, n))) << n;
+  for (std::size_t i = 0; i < 40; ++i) {
+    std::string bad = der;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+    (void)certificate_validity(bad);  // must not crash or read out of bounds (ASan)
+  }
+  EXPECT_FALSE(certificate_validity("not a certificate"));
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}

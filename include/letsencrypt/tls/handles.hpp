@@ -6,7 +6,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <chrono>
 #include <memory>
+#include <utility>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +51,19 @@ result<x509_stack_ptr> to_stack(std::span<const x509_ptr> chain);
 /// Parses every CERTIFICATE block of `pem`, leaf first as written. Fails with
 /// tls_errc::bad_pem when the text holds no certificate or a block does not parse.
 result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem);
+
+/// The DER of every PEM block of `pem` labelled `label` ("CERTIFICATE", "PRIVATE KEY"...),
+/// in order: base64-decoded, not parsed. Blocks with other labels are skipped. Fails with
+/// tls_errc::bad_pem when the text holds no such block or a block does not decode. Key
+/// blocks are secrets: the caller cleanses what it is given.
+result<std::vector<std::string>> pem_blocks_der(std::string_view pem, std::string_view label);
+
+/// notBefore and notAfter of a DER certificate, read from its TBSCertificate without parsing
+/// the rest (OpenSSL 3.0 would decode the public key through its provider decoders, about
+/// 70 us). Fails with tls_errc::bad_pem when the bytes are not a certificate's header up to
+/// its validity.
+result<std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>>
+certificate_validity(std::string_view der);
 
 /// Parses the first private key of `pem` (PKCS#8, traditional RSA or EC; unencrypted).
 /// Fails with tls_errc::bad_pem when there is none or it does not parse.
