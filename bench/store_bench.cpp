@@ -6,12 +6,16 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <malloc.h>
+
 #include <cstdlib>
+#include <fstream>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 
 #include "letsencrypt/io/ring.hpp"
+#include "letsencrypt/manager.hpp"
 #include "letsencrypt/io/scope.hpp"
 #include "letsencrypt/store/journal.hpp"
 #include "letsencrypt/store/replay.hpp"
@@ -154,6 +158,53 @@ void bm_open_100k_certs(benchmark::State& st) {
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(bm_open_100k_certs)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+long rss_kb() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
+// A manager starting from a cache of 100k certificates: journal replay, then every
+// certificate into the SNI map (deferred: DER kept, validity read, parsed by the first
+// handshake), before any CA contact. RSS is the process's growth over the start.
+void bm_manager_start_100k_certs(benchmark::State& st) {
+  const auto dir = temp_dir();
+  const int n = 100000;
+  {
+    auto j = journal::open(dir + "/j");
+    if (!j) std::abort();
+    io::ring r;
+    cert_record c = sample_cert();
+    auto fill = [&]() -> io::task<void> {
+      for (int b = 0; b < n; b += 1000) {
+        std::vector<io::task<result<std::uint64_t>>> ts;
+        for (int i = b; i < b + 1000; ++i) {
+          c.names = {"host" + std::to_string(i) + ".example.org"};
+          ts.push_back((*j)->append(c));
+        }
+        co_await io::when_all(std::move(ts));
+      }
+    };
+    r.run(fill());
+  }
+  for (auto _ : st) {
+    malloc_trim(0);
+    const long before = rss_kb();
+    config cfg;
+    cfg.shards = 1;
+    cfg.log = [](log_level, std::string_view) {};
+    auto m = std::make_unique<manager>(cfg);
+    if (!m->cache_file(dir + "/j") || m->stats().certificates != std::uint64_t(n)) std::abort();
+    st.PauseTiming();
+    st.counters["rss_kib_per_cert"] = double(rss_kb() - before) / n;
+    m.reset();
+    st.ResumeTiming();
+  }
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(bm_manager_start_100k_certs)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 void bm_crc32c(benchmark::State& st) {
   std::vector<std::byte> data(static_cast<std::size_t>(st.range(0)), std::byte{0x5a});
