@@ -57,7 +57,8 @@ struct config {
   /// when the CA does not say; its Retry-After wins, kept between 1 minute (or this interval,
   /// if shorter) and 1 day. A window the CA moves (before a mass revocation, say) reschedules
   /// the renewal, at once when the window has begun. Certificates loaded at start-up are
-  /// first asked about within min(this interval, 1 hour), spread at random.
+  /// first asked about within min(this interval, 1 hour), spread at random. Kept between
+  /// 1 second and 1 day.
   std::chrono::seconds ari_poll_interval = std::chrono::hours(6);
 
   /// Where log lines go; the default writes them to stderr. Lines never contain keys.

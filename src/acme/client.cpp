@@ -550,8 +550,10 @@ io::task<acme_result<renewal_info>> client::get_renewal_info(std::string_view ce
 }
 
 io::task<acme_result<renewal_info>> client::get_renewal_info_by_id(std::string_view cert_id) {
-  // The identifier becomes a path segment: base64url text and one dot, nothing else.
-  const bool well_formed = !cert_id.empty() && cert_id.size() <= 512 &&
+  // The identifier becomes a path segment: base64url "." base64url (RFC 9773), nothing else.
+  const auto dot = cert_id.find('.');
+  const bool well_formed = cert_id.size() <= 512 && dot != std::string_view::npos && dot > 0 &&
+                           dot + 1 < cert_id.size() && cert_id.find('.', dot + 1) == std::string_view::npos &&
                            std::all_of(cert_id.begin(), cert_id.end(), [](char c) {
                              return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                                     c == '-' || c == '_' || c == '.';

@@ -64,10 +64,19 @@ struct cert_meta {
   unsigned failures = 0;
   std::string ari_cert_id;
   bool warned = false;
-  // ARI: the window the CA last suggested, and when to ask again (max: never).
+  // ARI: the window the CA last suggested (whole seconds, as the journal keeps it), and when
+  // to ask again (max: never).
   std::optional<std::pair<sys_clock::time_point, sys_clock::time_point>> ari_window;
   sys_clock::time_point ari_poll = sys_clock::time_point::max();
+  bool unusable = false;  // a handshake found its key unusable; replaced by a renewal
 };
+
+// ARI windows as the journal keeps them: whole seconds, so a CA's fractional seconds do not
+// read as a move after every restart.
+std::pair<sys_clock::time_point, sys_clock::time_point> whole_seconds(
+    std::pair<sys_clock::time_point, sys_clock::time_point> w) {
+  return {std::chrono::floor<std::chrono::seconds>(w.first), std::chrono::floor<std::chrono::seconds>(w.second)};
+}
 
 result<sys_clock::time_point> asn1_to_time(const ASN1_TIME* t) {
   std::tm tm{};
@@ -227,6 +236,8 @@ struct manager::impl {
   io::task<result<void>> create_account(std::string email, std::function<bool(std::string_view)> prompt);
   acme::client_options client_options() const;
   acme::http_fetch fetch_override_;  // tests only (manager_test_access), set before any order
+  // Asks renewalInfo (an unauthenticated GET) without an account: polling never registers one.
+  std::shared_ptr<acme::client> ari_client_;
   io::task<result<void>> persist(store::record r);
   io::task<void> persist_bucket(std::string_view name, const token_bucket& b);
   void install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
@@ -236,6 +247,11 @@ struct manager::impl {
   void start_renewal();
   io::task<void> renewal_loop();
   io::task<void> poll_renewal_info(std::shared_ptr<cert_meta> m);
+  void on_unusable_key(std::string_view entry_name);
+  void wake_renewal() {
+    // renew_wake_ belongs to the control shard (the loop replaces it): post, never touch.
+    control().post([this] { renew_wake_.request_stop(); });
+  }
   std::chrono::seconds ari_interval() const {
     return std::clamp<std::chrono::seconds>(cfg_.ari_poll_interval, std::chrono::seconds(1), std::chrono::hours(24));
   }
@@ -250,6 +266,7 @@ manager::impl::impl(letsencrypt::config c)
       ca_bucket_(cfg_.ca_requests, sys_clock::now()),
       names_bucket_(cfg_.new_names, sys_clock::now()) {
   resolver_.set_miss_policy([this](std::string_view name) { return on_miss(name); });
+  resolver_.set_unusable_key_handler([this](std::string_view name) { on_unusable_key(name); });
   resolver_.set_alpn_protocols({"http/1.1"});
 }
 
@@ -352,14 +369,17 @@ void manager::impl::install_cert(const store::cert_record& rec, const loaded_cer
   m->not_before = lc.not_before;
   m->not_after = lc.not_after;
   std::optional<std::pair<sys_clock::time_point, sys_clock::time_point>> ari;
-  if (rec.ari_end > rec.ari_start) ari = std::pair<sys_clock::time_point, sys_clock::time_point>{rec.ari_start, rec.ari_end};
+  const bool has_window = rec.ari_start.time_since_epoch().count() != 0 || rec.ari_end.time_since_epoch().count() != 0;
+  if (has_window && rec.ari_end >= rec.ari_start)
+    ari = std::pair<sys_clock::time_point, sys_clock::time_point>{rec.ari_start, rec.ari_end};
   m->due = renewal_time(lc.not_before, lc.not_after, ari, random01());
   m->next_attempt = m->due;
   m->ari_cert_id = rec.ari_cert_id;
   m->ari_window = ari;
-  if (!m->ari_cert_id.empty()) {
+  {
     // A fresh certificate's window was just asked for; certificates loaded at start-up are
-    // asked about soon, spread so that many of them do not reach the CA at once.
+    // asked about soon, spread so that many of them do not reach the CA at once. A record
+    // without an identifier (an import) gets one computed at its first poll.
     const auto interval = ari_interval();
     const auto spread = std::min<sys_clock::duration>(interval, std::chrono::hours(1));
     m->ari_poll = sys_clock::now() + (from_cache ? std::chrono::duration_cast<sys_clock::duration>(spread * random01())
@@ -399,6 +419,7 @@ result<void> manager::impl::load_state(const store::state& s) {
     mirror_ = s;
   }
   if (!s.empty()) notifier_.notify();
+  wake_renewal();  // the loop may be asleep on an empty schedule
   return ok();
 }
 
@@ -599,41 +620,52 @@ io::task<result<void>> manager::impl::cert(std::string host) {
 
 io::task<void> manager::impl::poll_renewal_info(std::shared_ptr<cert_meta> m) {
   const auto interval = ari_interval();
-  // Whatever happens below, the next question waits: a failing CA is not asked in a loop.
-  m->ari_poll = sys_clock::now() + interval;
-  std::shared_ptr<acme::client> client = client_;
-  if (!client) {
-    bool has_account;
+  // Every way out below leaves the next question at least this far ahead, counted from when
+  // this one ends: a failing or slow CA is never asked in a loop.
+  auto ask_again_in = [&m](sys_clock::duration d) { m->ari_poll = sys_clock::now() + d; };
+  ask_again_in(interval);
+  const std::string name = m->names.front();
+  if (m->ari_cert_id.empty()) {
+    std::string chain;
     {
       std::lock_guard lk(mu_);
-      has_account = mirror_.account && !mirror_.account->url.empty();
+      auto it = mirror_.certs.find(name);
+      if (it != mirror_.certs.end()) chain = it->second->chain_pem;
     }
-    // Registering an account only to ask is not worth it: the next order registers one.
-    if (!has_account) co_return;
-    auto acct = co_await ensure_account();
-    if (!acct) co_return;
-    client = client_;
-    if (!client) co_return;
+    auto id = acme::ari_certificate_id(chain);
+    if (!id) {
+      m->ari_poll = sys_clock::time_point::max();  // no authority key id: ARI cannot name it
+      co_return;
+    }
+    m->ari_cert_id = *id;
   }
+  if (!ari_client_) {
+    auto key = acme::account_key::generate_p256();
+    if (!key) co_return;
+    ari_client_ = std::make_shared<acme::client>(client_options(), std::move(*key));
+  }
+  auto client = ari_client_;
   {
     std::lock_guard lk(mu_);
     ++stats_.ari_polls;
   }
-  const std::string& name = m->names.front();
   auto ri = co_await client->get_renewal_info_by_id(m->ari_cert_id);
   if (!ri) {
     if (ri.error().code == errc::unsupported) {
-      m->ari_poll = sys_clock::now() + std::chrono::hours(24);  // the CA has no ARI (for now)
+      ask_again_in(std::chrono::hours(24));  // the CA has no ARI (for now)
     } else {
+      ask_again_in(interval);
       log(log_level::warning, fmt::format("renewal window of {} not available from the CA: {}", name, ri.error().message()));
     }
     co_return;
   }
   if (ri->retry_after > std::chrono::seconds(0)) {
     const auto floor = std::min<std::chrono::seconds>(std::chrono::minutes(1), interval);
-    m->ari_poll = sys_clock::now() + std::clamp<std::chrono::seconds>(ri->retry_after, floor, std::chrono::hours(24));
+    ask_again_in(std::clamp<std::chrono::seconds>(ri->retry_after, floor, std::chrono::hours(24)));
+  } else {
+    ask_again_in(interval);
   }
-  const std::pair<sys_clock::time_point, sys_clock::time_point> window{ri->window_start, ri->window_end};
+  const auto window = whole_seconds({ri->window_start, ri->window_end});
   if (m->ari_window == window) co_return;
   m->ari_window = window;
   m->due = renewal_time(m->not_before, m->not_after, window, random01());
@@ -646,20 +678,42 @@ io::task<void> manager::impl::poll_renewal_info(std::shared_ptr<cert_meta> m) {
                   std::chrono::floor<std::chrono::seconds>(window.second),
                   std::chrono::floor<std::chrono::seconds>(std::max(m->due, sys_clock::now())),
                   ri->explanation_url.empty() ? "" : " (" + ri->explanation_url + ")"));
-  // Kept across restarts: the record of this same certificate, with the new window.
+  // Kept across restarts: the record of this same certificate, with the new window (and its
+  // identifier, which an imported record lacked).
   std::optional<store::cert_record> rec;
   {
     std::lock_guard lk(mu_);
     auto it = mirror_.certs.find(name);
-    if (it != mirror_.certs.end() && it->second->ari_cert_id == m->ari_cert_id) rec = *it->second;
+    if (it != mirror_.certs.end() && (it->second->ari_cert_id == m->ari_cert_id || it->second->ari_cert_id.empty()))
+      rec = *it->second;
   }
   if (rec) {
+    rec->ari_cert_id = m->ari_cert_id;
     rec->ari_start = std::chrono::time_point_cast<std::chrono::seconds>(window.first);
     rec->ari_end = std::chrono::time_point_cast<std::chrono::seconds>(window.second);
     (void)co_await persist(std::move(*rec));
   }
   std::lock_guard lk(mu_);
   ++stats_.ari_moves;
+}
+
+void manager::impl::on_unusable_key(std::string_view entry_name) {
+  std::shared_ptr<cert_meta> m;
+  {
+    std::lock_guard lk(mu_);
+    auto it = meta_.find(entry_name);
+    if (it == meta_.end() || it->second->unusable) return;  // once per certificate
+    it->second->unusable = true;
+    m = it->second;
+  }
+  log(log_level::error, fmt::format("the certificate for {} cannot be used (it does not parse, or its key is not its "
+                                    "own); its handshakes fail until a renewal replaces it, starting now",
+                                    entry_name));
+  // next_attempt belongs to the control shard.
+  control().post([this, m] {
+    m->next_attempt = sys_clock::now();
+    renew_wake_.request_stop();
+  });
 }
 
 void manager::impl::start_renewal() {
@@ -671,10 +725,33 @@ void manager::impl::start_renewal() {
 }
 
 io::task<void> manager::impl::renewal_loop() {
+  // At most this many renewalInfo requests between two looks at what is due, so polling a
+  // large cache (or a slow CA) never holds renewals back.
+  constexpr std::size_t max_polls_per_pass = 32;
   auto stop = control().scope().stop_token();
   while (!stop.stop_requested()) {
-    auto now = sys_clock::now();
-    std::vector<std::shared_ptr<cert_meta>> due, polls;
+    // The CA's word first: a window it moved may make a certificate due now.
+    std::vector<std::shared_ptr<cert_meta>> polls;
+    {
+      const auto now = sys_clock::now();
+      std::lock_guard lk(mu_);
+      std::set<cert_meta*> seen;
+      for (auto& [n, m] : meta_)
+        if (seen.insert(m.get()).second && m->ari_poll <= now) polls.push_back(m);
+    }
+    const bool more_polls = polls.size() > max_polls_per_pass;
+    if (more_polls) {
+      std::partial_sort(polls.begin(), polls.begin() + max_polls_per_pass, polls.end(),
+                        [](const auto& a, const auto& b) { return a->ari_poll < b->ari_poll; });
+      polls.resize(max_polls_per_pass);
+    }
+    for (auto& m : polls) {
+      co_await poll_renewal_info(m);
+      if (stop.stop_requested()) co_return;
+    }
+
+    const auto now = sys_clock::now();
+    std::vector<std::shared_ptr<cert_meta>> due;
     sys_clock::time_point next = now + std::chrono::hours(1);
     {
       std::lock_guard lk(mu_);
@@ -685,18 +762,9 @@ io::task<void> manager::impl::renewal_loop() {
           due.push_back(m);
         else
           next = std::min(next, m->next_attempt);
-        if (m->ari_poll <= now)
-          polls.push_back(m);
-        else
-          next = std::min(next, m->ari_poll);
+        next = std::min(next, m->ari_poll);
       }
     }
-    // The CA's word first: a window it moved may make a certificate due now.
-    for (auto& m : polls) {
-      co_await poll_renewal_info(m);
-      if (stop.stop_requested()) co_return;
-    }
-    if (!polls.empty()) continue;
     for (auto& m : due) {
       const std::string& name = m->names.front();
       std::shared_ptr<pending> p;
@@ -720,7 +788,8 @@ io::task<void> manager::impl::renewal_loop() {
       }
       if (stop.stop_requested()) co_return;
     }
-    if (!due.empty()) continue;  // a renewal changed meta_: recompute before sleeping
+    // A renewal changed meta_, or polls are left: look again before sleeping.
+    if (!due.empty() || more_polls) continue;
     renew_wake_ = std::stop_source();
     std::stop_callback forward(stop, [src = renew_wake_]() mutable { src.request_stop(); });
     (void)co_await io::sleep_for(std::max(next - sys_clock::now(), sys_clock::duration(std::chrono::milliseconds(10))))

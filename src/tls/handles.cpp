@@ -87,12 +87,13 @@ result<std::vector<std::string>> pem_blocks_der(std::string_view pem, std::strin
     char* header = nullptr;
     unsigned char* data = nullptr;
     long len = 0;
-    const int ok = PEM_read_bio(b.get(), &name, &header, &data, &len);
+    // Secure flag: key text passes through here, and OpenSSL then cleanses its own buffers.
+    const int ok = PEM_read_bio_ex(b.get(), &name, &header, &data, &len, PEM_FLAG_SECURE | PEM_FLAG_EAY_COMPATIBLE);
     if (ok == 1 && name && std::string_view(name) == label && len > 0)
       out.emplace_back(reinterpret_cast<const char*>(data), static_cast<std::size_t>(len));
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    if (data) OPENSSL_clear_free(data, static_cast<std::size_t>(len));
+    OPENSSL_secure_free(name);
+    OPENSSL_secure_free(header);
+    if (data) OPENSSL_secure_clear_free(data, static_cast<std::size_t>(len));
     if (ok != 1) break;
   }
   // The loop ends at the first failure: the clean end of the text, or a block that does not
@@ -143,6 +144,9 @@ result<std::chrono::system_clock::time_point> time_of(const der_element& e) {
     ERR_clear_error();
     return tls_errc::bad_pem;
   }
+  // system_clock counts nanoseconds in 64 bits (to 2262); RFC 5280's "no expiry"
+  // (99991231235959Z) and other far dates read as the start of 2200.
+  if (tm.tm_year + 1900 >= 2200) return std::chrono::system_clock::from_time_t(7258118400);
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/tls1.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "letsencrypt/tls/challenge_cert.hpp"
@@ -157,6 +158,10 @@ void resolver::set_miss_policy(std::function<miss_action(std::string_view)> poli
   miss_policy_ = std::move(policy);
 }
 
+void resolver::set_unusable_key_handler(std::function<void(std::string_view)> handler) {
+  unusable_key_ = std::move(handler);
+}
+
 void resolver::set_alpn_protocols(std::vector<std::string> protocols) {
   std::erase_if(protocols, [](const std::string& p) {
     return p.empty() || p.size() > 255 || p == acme_tls_alpn_protocol;
@@ -293,12 +298,21 @@ int resolver::on_client_hello(SSL* ssl, int* alert) {
   const bool tls13 =
       SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &ext, &ext_len) == 1;
   bool set_ok = false;
+  char entry_name[256];
+  std::size_t entry_len = 0;
   const bool found = map_.visit(name, [&](const sni_entry& e) noexcept {
     const certified_key* k = choose(e, algs, tls13);
     set_ok = k && use_key(ssl, *k);
+    if (!set_ok) {
+      entry_len = std::min(e.name.size(), sizeof entry_name);
+      std::memcpy(entry_name, e.name.data(), entry_len);
+    }
   });
   if (found) {
-    if (!set_ok) return refuse(alert, SSL_AD_INTERNAL_ERROR);
+    if (!set_ok) {
+      if (unusable_key_) unusable_key_(std::string_view(entry_name, entry_len));
+      return refuse(alert, SSL_AD_INTERNAL_ERROR);
+    }
     hits_.value.fetch_add(1, std::memory_order_relaxed);
     return SSL_CLIENT_HELLO_SUCCESS;
   }

@@ -2,6 +2,8 @@
 
 #include <openssl/err.h>
 
+#include <string_view>
+
 #include "letsencrypt/tls/error.hpp"
 
 namespace letsencrypt::tls {
@@ -17,6 +19,24 @@ result<ssl_ctx_ptr> make_server_context(const server_context_options& o) {
       SSL_CTX_set1_groups_list(ctx.get(), o.groups.c_str()) != 1 ||
       SSL_CTX_set_num_tickets(ctx.get(), o.tickets_per_handshake) != 1)
     return tls_error(tls_errc::internal_error);
+  // OpenSSL 3.0 drops names it does not know as long as one is left: hold it to every name.
+  std::size_t tls13 = 0, tls12 = 0;
+  STACK_OF(SSL_CIPHER)* have = SSL_CTX_get_ciphers(ctx.get());
+  for (int i = 0; i < sk_SSL_CIPHER_num(have); ++i) {
+    const SSL_CIPHER* c = sk_SSL_CIPHER_value(have, i);
+    if (std::string_view(SSL_CIPHER_get_version(c)) == "TLSv1.3")
+      ++tls13;
+    else
+      ++tls12;
+  }
+  std::size_t wanted = 0;
+  for (std::string_view rest = o.ciphersuites; !rest.empty();) {
+    const auto colon = rest.find(':');
+    if (!rest.substr(0, colon).empty()) ++wanted;
+    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+  }
+  if (wanted == 0 || tls13 != wanted) return errc::invalid_argument;
+  if (o.min_version == TLS1_2_VERSION && tls12 == 0) return errc::invalid_argument;
   SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
                                      SSL_OP_NO_COMPRESSION);
   if (o.tickets_per_handshake == 0) SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);

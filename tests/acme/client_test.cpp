@@ -358,7 +358,8 @@ TEST(acme_client, renewal_info_by_id_refuses_what_is_not_an_identifier) {
   fake_ca ca;
   acme::client c(options_for(ca), new_key());
   for (std::string bad : {std::string(), std::string("../../new-order"), std::string("a/b.c"), std::string("a.b?x=1"),
-                          std::string("a b.c"), std::string(600, 'a')}) {
+                          std::string("a b.c"), std::string(600, 'a'), std::string("."), std::string(".."),
+                          std::string("abc"), std::string("a.b.c"), std::string(".b"), std::string("a.")}) {
     auto r = run(c.get_renewal_info_by_id(bad));
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, letsencrypt::errc::invalid_argument) << bad;

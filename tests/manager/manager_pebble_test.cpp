@@ -100,6 +100,17 @@ probe_result probe(std::uint16_t port, const std::string& name, const std::strin
   return out;
 }
 
+// Text as a JSON string body (the Go cache's PEM fields).
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char ch : s) {
+    if (ch == '\n') o += "\\n";
+    else if (ch == '"') o += "\\\"";
+    else o += ch;
+  }
+  return o;
+}
+
 class manager_pebble : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -412,17 +423,8 @@ TEST_F(manager_pebble, go_cache_import_then_serving_its_certificate) {
   start_ca();
   letsencrypt::testing::test_certs certs("Go test CA");
   auto issued = certs.issue({"go.test"});
-  auto escape = [](const std::string& s) {
-    std::string o;
-    for (char ch : s) {
-      if (ch == '\n') o += "\\n";
-      else if (ch == '"') o += "\\\"";
-      else o += ch;
-    }
-    return o;
-  };
   std::string json = "{\"Email\":\"admin@go.test\",\"Reg\":null,\"Key\":\"\",\"Hosts\":[\"go.test\"],\"Certs\":{\"go.test\":{\"Cert\":\"" +
-                     escape(issued.chain_pem) + "\",\"Key\":\"" + escape(issued.key_pem) + "\"}}}";
+                     json_escape(issued.chain_pem) + "\",\"Key\":\"" + json_escape(issued.key_pem) + "\"}}}";
   manager m(make_config());
   ASSERT_TRUE(m.cache_file(cache()));
   auto r = m.unmarshal(json);
@@ -439,31 +441,23 @@ TEST_F(manager_pebble, go_cache_import_then_serving_its_certificate) {
 
 // Cached certificates are loaded without parsing and parsed by the first handshake for
 // their name: each name gets its own certificate, and a cached certificate whose key is not
-// its own fails that name's handshakes (an alert), not the others' and not the manager.
+// its own fails that name's handshakes (an alert), not the others' and not the manager, and
+// is replaced by a renewal started at once.
 TEST_F(manager_pebble, cached_certificates_are_parsed_at_first_use_and_a_broken_one_stays_contained) {
   start_ca();
   letsencrypt::testing::test_certs certs("cache test CA");
-  auto escape = [](const std::string& s) {
-    std::string o;
-    for (char ch : s) {
-      if (ch == '\n') o += "\\n";
-      else if (ch == '"') o += "\\\"";
-      else o += ch;
-    }
-    return o;
-  };
   std::vector<letsencrypt::testing::issued_cert> issued;
   std::string json = "{\"Email\":\"\",\"Reg\":null,\"Key\":\"\",\"Certs\":{";
   for (int i = 0; i < 50; ++i) {
     issued.push_back(certs.issue({"c" + std::to_string(i) + ".cache.test"}));
     if (i) json += ",";
-    json += "\"c" + std::to_string(i) + ".cache.test\":{\"Cert\":\"" + escape(issued.back().chain_pem) + "\",\"Key\":\"" +
-            escape(issued.back().key_pem) + "\"}";
+    json += "\"c" + std::to_string(i) + ".cache.test\":{\"Cert\":\"" + json_escape(issued.back().chain_pem) + "\",\"Key\":\"" +
+            json_escape(issued.back().key_pem) + "\"}";
   }
   json += "}}";
   // c7 gets c8's key: the pair does not match.
-  auto c8key = escape(issued[8].key_pem);
-  auto c7key = escape(issued[7].key_pem);
+  auto c8key = json_escape(issued[8].key_pem);
+  auto c7key = json_escape(issued[7].key_pem);
   json.replace(json.find(c7key), c7key.size(), c8key);
 
   manager m(make_config());
@@ -481,7 +475,38 @@ TEST_F(manager_pebble, cached_certificates_are_parsed_at_first_use_and_a_broken_
       EXPECT_EQ(p.serial, serial_of(issued[static_cast<std::size_t>(i)].cert.get())) << i;
     }
   }
-  EXPECT_EQ(m.stats().orders, 0u);
+  // The broken one is renewed from the CA (Pebble) and then served.
+  probe_result healed;
+  for (int i = 0; i < 300 && !healed.ok; ++i) {
+    std::this_thread::sleep_for(100ms);
+    healed = probe(m.https_port(), "c7.cache.test", ca_->issuing_root_pem());
+  }
+  EXPECT_TRUE(healed.ok) << healed.error;
+  EXPECT_EQ(m.stats().renewed, 1u);
+  EXPECT_EQ(m.stats().orders, 1u);
+}
+
+// A cached certificate already past its renewal point is renewed right after loading, not
+// when the renewal loop happens to wake up.
+TEST_F(manager_pebble, cached_certificate_past_its_renewal_point_is_renewed_at_once) {
+  start_ca();
+  letsencrypt::testing::test_certs certs("old CA");
+  letsencrypt::testing::issue_options o;
+  o.not_before = -20h;
+  o.not_after = 4h;  // 2/3 of the lifetime was 4 hours ago
+  auto old = certs.issue({"due.test"}, o);
+  manager m(make_config());
+  ASSERT_TRUE(m.cache_file(cache()));
+  ASSERT_TRUE(m.start(hello, false));
+  ASSERT_TRUE(m.unmarshal("{\"Email\":\"\",\"Reg\":null,\"Key\":\"\",\"Certs\":{\"due.test\":{\"Cert\":\"" +
+                          json_escape(old.chain_pem) + "\",\"Key\":\"" + json_escape(old.key_pem) + "\"}}}"));
+  probe_result now;
+  for (int i = 0; i < 300 && !now.ok; ++i) {
+    std::this_thread::sleep_for(100ms);
+    now = probe(m.https_port(), "due.test", ca_->issuing_root_pem());
+  }
+  EXPECT_TRUE(now.ok) << "not renewed within 30 s: " << now.error;
+  EXPECT_EQ(m.stats().renewed, 1u);
 }
 
 TEST_F(manager_pebble, watch_fires_after_issuance_and_for_existing_state) {

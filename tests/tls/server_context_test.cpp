@@ -111,6 +111,13 @@ TEST(server_context, refuses_unknown_lists_and_old_versions) {
   EXPECT_EQ(&r.error().category(), &tls_category());
   EXPECT_FALSE(r.error().message().empty());
 
+  // A list with one good and one unknown suite: OpenSSL would keep the good one silently.
+  o = {};
+  o.ciphersuites = "TLS_AES_128_GCM_SHA256:TLS_BOGUS_SUITE";
+  EXPECT_EQ(make_server_context(o).error(), make_error_code(errc::invalid_argument));
+  o.ciphersuites = "";
+  EXPECT_FALSE(make_server_context(o));
+
   o = {};
   o.groups = "X25519:not-a-group";
   EXPECT_FALSE(make_server_context(o));

@@ -88,6 +88,13 @@ class resolver {
   /// Decides for names the map lacks; called on the handshake's thread, must not block.
   void set_miss_policy(std::function<miss_action(std::string_view name)> policy);
 
+  /// Told when the map has an entry for a handshake's name but none of its keys can be used
+  /// (a deferred certificate that does not parse, or a key that is not its certificate's);
+  /// the handshake is refused with an internal_error alert. `entry_name` is the entry's name
+  /// ("*.example.com" for a wildcard). Called on the handshake's thread for every such
+  /// handshake: it must not block and should act once per name.
+  void set_unusable_key_handler(std::function<void(std::string_view entry_name)> handler);
+
   /// The server's own ALPN protocols in preference order ("h2", "http/1.1"); a client
   /// offering none of them gets no ALPN answer. acme-tls/1 is never taken from this list.
   void set_alpn_protocols(std::vector<std::string> protocols);
@@ -129,6 +136,7 @@ class resolver {
 
   sni_map& map_;
   std::function<miss_action(std::string_view)> miss_policy_;
+  std::function<void(std::string_view)> unusable_key_;
   std::vector<std::string> alpn_;
   std::string default_name_;
   mutable std::mutex challenge_mutex_;

@@ -42,8 +42,10 @@ struct server_context_options {
 /// one connection with one ticket, and each ticket costs the server a key derivation and an
 /// encryption.
 ///
-/// Fails with tls_error() when OpenSSL rejects a list (an unknown suite, cipher or group), or
-/// errc::invalid_argument for a min_version other than TLS 1.2 or 1.3.
+/// Fails with tls_error() when OpenSSL rejects a list outright (no name in it it knows, an
+/// unknown group), and with errc::invalid_argument for a TLS 1.3 suite list that is empty or
+/// names a suite OpenSSL does not have (OpenSSL would drop it silently), for TLS 1.2 ciphers
+/// that leave none when TLS 1.2 is allowed, or for a min_version other than TLS 1.2 or 1.3.
 result<ssl_ctx_ptr> make_server_context(const server_context_options& o = {});
 
 }  // namespace letsencrypt::tls
