@@ -93,26 +93,72 @@ struct loaded_cert {
   sys_clock::time_point not_after;
 };
 
-result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_pem) {
-  LE_TRY(chain, tls::load_certificate_chain_pem(chain_pem));
-  if (chain.empty()) return errc::invalid_argument;
+// Chain certificates parsed once and shared by every certificate they issued: a CA signs
+// with a handful of intermediates, and each parsed copy costs about 5 KiB. Thread-safe;
+// bounded (past the bound, certificates are parsed without being kept).
+class issuer_cache {
+ public:
+  // The parsed certificate of `der` (a new reference), or null when it does not parse.
+  tls::x509_ptr get(const std::string& der) {
+    std::lock_guard lk(mu_);
+    if (auto it = parsed_.find(der); it != parsed_.end()) return tls::up_ref(it->second.get());
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    tls::x509_ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+    if (!x) {
+      ERR_clear_error();
+      return nullptr;
+    }
+    if (parsed_.size() < max_entries) parsed_.emplace(der, tls::up_ref(x.get()));
+    return x;
+  }
+
+ private:
+  static constexpr std::size_t max_entries = 64;
+  std::mutex mu_;
+  std::map<std::string, tls::x509_ptr, std::less<>> parsed_;
+};
+
+// The leaf's DER and the chain after it, parsed through `issuers`.
+result<std::pair<std::string, std::vector<tls::x509_ptr>>> split_chain(std::string_view chain_pem, issuer_cache& issuers) {
+  LE_TRY(certs, tls::pem_blocks_der(chain_pem, "CERTIFICATE"));
+  std::vector<tls::x509_ptr> rest;
+  for (std::size_t i = 1; i < certs.size(); ++i) {
+    auto x = issuers.get(certs[i]);
+    if (!x) return tls::tls_errc::bad_pem;
+    rest.push_back(std::move(x));
+  }
+  return std::pair{std::move(certs[0]), std::move(rest)};
+}
+
+std::vector<X509*> raw(const std::vector<tls::x509_ptr>& v) {
+  std::vector<X509*> out;
+  out.reserve(v.size());
+  for (const auto& x : v) out.push_back(x.get());
+  return out;
+}
+
+// A certificate record parsed now (a fresh issuance, or a cached key that is not PKCS#8).
+result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers) {
+  LE_TRY(split, split_chain(chain_pem, issuers));
+  const auto* p = reinterpret_cast<const unsigned char*>(split.first.data());
+  tls::x509_ptr leaf(d2i_X509(nullptr, &p, static_cast<long>(split.first.size())));
+  if (!leaf) {
+    ERR_clear_error();
+    return tls::tls_errc::bad_pem;
+  }
   LE_TRY(key, tls::load_private_key_pem(key_pem));
-  std::vector<X509*> rest;
-  for (std::size_t i = 1; i < chain.size(); ++i) rest.push_back(chain[i].get());
-  LE_TRY(ck, tls::make_certified_key(chain[0].get(), key.get(), rest));
-  LE_TRY(nb, asn1_to_time(X509_get0_notBefore(chain[0].get())));
-  LE_TRY(na, asn1_to_time(X509_get0_notAfter(chain[0].get())));
+  LE_TRY(ck, tls::make_certified_key(leaf.get(), key.get(), raw(split.second)));
+  LE_TRY(nb, asn1_to_time(X509_get0_notBefore(leaf.get())));
+  LE_TRY(na, asn1_to_time(X509_get0_notAfter(leaf.get())));
   return loaded_cert{std::move(ck), nullptr, nb, na};
 }
 
 // A cached certificate without parsing it: the leaf and its PKCS#8 key stay DER until the
 // first handshake for one of its names (tls::deferred_key), and the validity is read from the
 // DER, so a manager with many certificates starts in a fraction of the time and memory.
-// Chain certificates are parsed once per distinct text and shared. Fails for a key that is
-// not PKCS#8 (the caller then parses it all) and for text that does not decode.
-result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_pem,
-                               std::map<std::string, tls::x509_ptr, std::less<>>& issuers) {
-  LE_TRY(certs, tls::pem_blocks_der(chain_pem, "CERTIFICATE"));
+// Fails for a key that is not PKCS#8 (the caller then parses it all) and for text that does
+// not decode.
+result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers) {
   LE_TRY(keys, tls::pem_blocks_der(key_pem, "PRIVATE KEY"));
   struct cleanse_all {
     std::vector<std::string>& v;
@@ -121,22 +167,9 @@ result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_
     }
   } guard{keys};
   if (keys.size() != 1) return errc::invalid_argument;
-  LE_TRY(validity, tls::certificate_validity(certs[0]));
-  std::vector<X509*> rest;
-  for (std::size_t i = 1; i < certs.size(); ++i) {
-    auto [it, fresh] = issuers.try_emplace(certs[i]);
-    if (fresh) {
-      const auto* p = reinterpret_cast<const unsigned char*>(certs[i].data());
-      it->second.reset(d2i_X509(nullptr, &p, static_cast<long>(certs[i].size())));
-      if (!it->second) {
-        ERR_clear_error();
-        issuers.erase(it);
-        return tls::tls_errc::bad_pem;
-      }
-    }
-    rest.push_back(it->second.get());
-  }
-  LE_TRY(d, tls::deferred_key::make(std::move(certs[0]), std::move(keys[0]), rest));
+  LE_TRY(split, split_chain(chain_pem, issuers));
+  LE_TRY(validity, tls::certificate_validity(split.first));
+  LE_TRY(d, tls::deferred_key::make(std::move(split.first), std::move(keys[0]), raw(split.second)));
   return loaded_cert{nullptr, std::move(d), validity.first, validity.second};
 }
 
@@ -163,6 +196,7 @@ struct manager::impl {
 
   tls::sni_map map_;
   tls::resolver resolver_{map_};
+  issuer_cache issuers_;
   http::acme_http01_tokens tokens_;
   store::change_notifier notifier_;
 
@@ -395,12 +429,11 @@ void manager::impl::install_cert(const store::cert_record& rec, const loaded_cer
 }
 
 result<void> manager::impl::load_state(const store::state& s) {
-  std::map<std::string, tls::x509_ptr, std::less<>> issuers;
   for (const auto& c : s.distinct_certs()) {
     // Parsed by the first handshake for one of its names; a key that is not PKCS#8 (Go's
     // package wrote "EC PRIVATE KEY") is parsed now.
-    auto lc = defer_cert(c->chain_pem, c->key_pem, issuers);
-    if (!lc) lc = load_cert(c->chain_pem, c->key_pem);
+    auto lc = defer_cert(c->chain_pem, c->key_pem, issuers_);
+    if (!lc) lc = load_cert(c->chain_pem, c->key_pem, issuers_);
     if (!lc) {
       log(log_level::error, fmt::format("cached certificate for {} does not load: {}", fmt::join(c->names, ","),
                                         lc.error().message()));
@@ -537,7 +570,7 @@ io::task<result<void>> manager::impl::issue(const std::string& name, bool renewa
     if (issued.error().code == acme::errc::account_does_not_exist && client_ == client) client_.reset();
     co_return unexpected(issued.error().code);
   }
-  auto lc = load_cert(issued->chain.pem, issued->key_pem);
+  auto lc = load_cert(issued->chain.pem, issued->key_pem, issuers_);
   if (!lc) co_return lc.error();
 
   store::cert_record rec;
