@@ -1,0 +1,21 @@
+// libFuzzer target: certificate and key bytes as a cache or a directory may hold them, into
+// the readers that run before or instead of OpenSSL's full parse. They must fail cleanly.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "letsencrypt/tls/handles.hpp"
+#include "letsencrypt/tls/sni_map.hpp"
+
+using namespace letsencrypt;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  (void)tls::certificate_validity(bytes);
+  (void)tls::pem_blocks_der(bytes, "CERTIFICATE");
+  // The first half as a certificate, the second as a PKCS#8 key.
+  const std::size_t half = size / 2;
+  if (auto d = tls::deferred_key::make(bytes.substr(0, half), bytes.substr(half))) (void)(*d)->get();
+  return 0;
+}
