@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+
 namespace letsencrypt {
 
 enum class key_type { ecdsa_p256, rsa_2048 };
@@ -60,6 +62,14 @@ struct config {
   /// first asked about within min(this interval, 1 hour), spread at random. Kept between
   /// 1 second and 1 day.
   std::chrono::seconds ari_poll_interval = std::chrono::hours(6);
+
+  /// Adjusts the HTTPS server's SSL_CTX after the library's defaults are set (see
+  /// tls::make_server_context: TLS 1.2 and up, TLS_AES_128_GCM_SHA256 first, one ticket per
+  /// handshake), before it serves: for a compliance rule such as TLS 1.3 only or AES-256
+  /// first. Runs once per start(); the ClientHello and ALPN callbacks, which choose
+  /// certificates and answer tls-alpn-01, are installed after it. Returning false makes
+  /// start() fail with errc::invalid_argument.
+  std::function<bool(ssl_ctx_st*)> configure_tls;
 
   /// Where log lines go; the default writes them to stderr. Lines never contain keys.
   std::function<void(log_level, std::string_view)> log;

@@ -840,6 +840,10 @@ result<void> manager::impl::start_serving(http::handler h, bool with_http) {
   std::lock_guard lk(serve_mu_);
   if (serving_) return errc::busy;
   LE_TRY(ctx, tls::make_server_context());
+  if (cfg_.configure_tls && !cfg_.configure_tls(ctx.get())) {
+    log(log_level::error, "configure_tls refused the HTTPS server's TLS context");
+    return errc::invalid_argument;
+  }
   resolver_.install(ctx.get());
   tickets_ = std::make_unique<tls::ticket_keys>();
   LE_TRY_VOID(tickets_->install(ctx.get()));

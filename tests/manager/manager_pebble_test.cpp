@@ -38,6 +38,7 @@ struct probe_result {
   std::string error;
   std::string subject_cn;
   std::string serial;
+  std::string cipher;
 };
 
 std::string serial_of(X509* x) {
@@ -51,9 +52,11 @@ std::string serial_of(X509* x) {
 
 // A blocking TLS 1.3 client handshake to 127.0.0.1:port with SNI `name`, verifying the chain
 // against `root_pem` and the host name.
-probe_result probe(std::uint16_t port, const std::string& name, const std::string& root_pem) {
+probe_result probe(std::uint16_t port, const std::string& name, const std::string& root_pem,
+                   int max_version = 0) {
   probe_result out;
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (max_version) SSL_CTX_set_max_proto_version(ctx, max_version);
   BIO* bio = BIO_new_mem_buf(root_pem.data(), int(root_pem.size()));
   X509_STORE* store = SSL_CTX_get_cert_store(ctx);
   while (X509* c = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
@@ -84,6 +87,7 @@ probe_result probe(std::uint16_t port, const std::string& name, const std::strin
       X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
       out.subject_cn = cn;
       out.serial = serial_of(peer);
+      out.cipher = SSL_get_cipher_name(ssl);
       out.ok = SSL_get_verify_result(ssl) == X509_V_OK;
       if (!out.ok) out.error = X509_verify_cert_error_string(SSL_get_verify_result(ssl));
       X509_free(peer);
@@ -507,6 +511,38 @@ TEST_F(manager_pebble, cached_certificate_past_its_renewal_point_is_renewed_at_o
   }
   EXPECT_TRUE(now.ok) << "not renewed within 30 s: " << now.error;
   EXPECT_EQ(m.stats().renewed, 1u);
+}
+
+// The HTTPS server uses the library's TLS defaults; configure_tls adjusts them: TLS 1.3
+// only with AES-256 first is what clients then get; a hook that fails stops start().
+TEST_F(manager_pebble, configure_tls_adjusts_the_server_context) {
+  start_ca();
+  {
+    config c = make_config();
+    c.configure_tls = [](ssl_ctx_st*) { return false; };
+    manager m(c);
+    EXPECT_EQ(m.start(hello, false).error(), errc::invalid_argument);
+  }
+  {
+    // Without it, the library's order: AES-128 first although the client prefers AES-256.
+    manager m(make_config());
+    ASSERT_TRUE(m.start(hello, false));
+    auto p = probe(m.https_port(), "default.test", ca_->issuing_root_pem());
+    ASSERT_TRUE(p.ok) << p.error;
+    EXPECT_EQ(p.cipher, "TLS_AES_128_GCM_SHA256");
+  }
+  config c = make_config();
+  c.configure_tls = [](ssl_ctx_st* ctx) {
+    return SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 &&
+           SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256") == 1;
+  };
+  manager m(c);
+  ASSERT_TRUE(m.start(hello, false));
+  auto p = probe(m.https_port(), "tls13.test", ca_->issuing_root_pem());
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_EQ(p.cipher, "TLS_AES_256_GCM_SHA384");
+  auto old = probe(m.https_port(), "tls13.test", ca_->issuing_root_pem(), TLS1_2_VERSION);
+  EXPECT_FALSE(old.ok);
 }
 
 TEST_F(manager_pebble, watch_fires_after_issuance_and_for_existing_state) {
