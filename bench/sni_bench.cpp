@@ -176,46 +176,25 @@ void run_lookups(benchmark::State& state, const std::vector<std::string>& querie
   state.SetItemsProcessed(state.iterations());
 }
 
-void bm_lookup_hit(benchmark::State& state) {
+// lookup() of every name in one of the map's query sets; `expect_found` for all of them.
+void lookups(benchmark::State& state, std::vector<std::string> loaded_map::*queries, bool expect_found) {
   auto& d = map_of(static_cast<std::size_t>(state.range(0)));
-  run_lookups(state, d.hits, [&](const std::string& q) {
+  run_lookups(state, d.*queries, [&](const std::string& q) {
     auto e = d.map.lookup(q);
     benchmark::DoNotOptimize(e.get());
     return e != nullptr;
-  }, true);
+  }, expect_found);
 }
 
-void bm_lookup_hit_zipf(benchmark::State& state) {
-  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
-  run_lookups(state, d.zipf_hits, [&](const std::string& q) {
-    auto e = d.map.lookup(q);
-    benchmark::DoNotOptimize(e.get());
-    return e != nullptr;
-  }, true);
-}
+void bm_lookup_hit(benchmark::State& state) { lookups(state, &loaded_map::hits, true); }
+void bm_lookup_hit_zipf(benchmark::State& state) { lookups(state, &loaded_map::zipf_hits, true); }
+void bm_lookup_miss(benchmark::State& state) { lookups(state, &loaded_map::misses, false); }
+void bm_lookup_wildcard(benchmark::State& state) { lookups(state, &loaded_map::wildcard_hits, true); }
 
 void bm_visit_hit(benchmark::State& state) {
   auto& d = map_of(static_cast<std::size_t>(state.range(0)));
   run_lookups(state, d.hits, [&](const std::string& q) {
     return d.map.visit(q, [](const tls::sni_entry& e) noexcept { benchmark::DoNotOptimize(e.keys.data()); });
-  }, true);
-}
-
-void bm_lookup_miss(benchmark::State& state) {
-  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
-  run_lookups(state, d.misses, [&](const std::string& q) {
-    auto e = d.map.lookup(q);
-    benchmark::DoNotOptimize(e.get());
-    return e != nullptr;
-  }, false);
-}
-
-void bm_lookup_wildcard(benchmark::State& state) {
-  auto& d = map_of(static_cast<std::size_t>(state.range(0)));
-  run_lookups(state, d.wildcard_hits, [&](const std::string& q) {
-    auto e = d.map.lookup(q);
-    benchmark::DoNotOptimize(e.get());
-    return e != nullptr;
   }, true);
 }
 

@@ -129,28 +129,32 @@ void bm_replay_100k_certs(benchmark::State& st) {
 }
 BENCHMARK(bm_replay_100k_certs)->Unit(benchmark::kMillisecond)->Iterations(3);
 
+// Writes a journal of `n` certificate records (sample_cert under n names) at `path`;
+// returns its size in bytes.
+std::uint64_t write_journal(const std::string& path, int n) {
+  auto j = journal::open(path);
+  if (!j) std::abort();
+  io::ring r;
+  cert_record c = sample_cert();
+  auto fill = [&]() -> io::task<void> {
+    for (int b = 0; b < n; b += 1000) {
+      std::vector<io::task<result<std::uint64_t>>> ts;
+      for (int i = b; i < b + 1000; ++i) {
+        c.names = {"host" + std::to_string(i) + ".example.org"};
+        ts.push_back((*j)->append(c));
+      }
+      co_await io::when_all(std::move(ts));
+    }
+  };
+  r.run(fill());
+  return (*j)->stats().bytes;
+}
+
 // Open (read + replay + lock) of a 100k-certificate journal file.
 void bm_open_100k_certs(benchmark::State& st) {
   const auto dir = temp_dir();
   const int n = 100000;
-  {
-    auto j = journal::open(dir + "/j");
-    if (!j) std::abort();
-    io::ring r;
-    cert_record c = sample_cert();
-    auto fill = [&]() -> io::task<void> {
-      for (int b = 0; b < n; b += 1000) {
-        std::vector<io::task<result<std::uint64_t>>> ts;
-        for (int i = b; i < b + 1000; ++i) {
-          c.names = {"host" + std::to_string(i) + ".example.org"};
-          ts.push_back((*j)->append(c));
-        }
-        co_await io::when_all(std::move(ts));
-      }
-    };
-    r.run(fill());
-    st.counters["journal_bytes_per_cert"] = double((*j)->stats().bytes) / n;
-  }
+  st.counters["journal_bytes_per_cert"] = double(write_journal(dir + "/j", n)) / n;
   for (auto _ : st) {
     auto j = journal::open(dir + "/j");
     if (!j || (*j)->state().certs.size() != std::size_t(n)) std::abort();
@@ -172,23 +176,7 @@ long rss_kb() {
 void bm_manager_start_100k_certs(benchmark::State& st) {
   const auto dir = temp_dir();
   const int n = 100000;
-  {
-    auto j = journal::open(dir + "/j");
-    if (!j) std::abort();
-    io::ring r;
-    cert_record c = sample_cert();
-    auto fill = [&]() -> io::task<void> {
-      for (int b = 0; b < n; b += 1000) {
-        std::vector<io::task<result<std::uint64_t>>> ts;
-        for (int i = b; i < b + 1000; ++i) {
-          c.names = {"host" + std::to_string(i) + ".example.org"};
-          ts.push_back((*j)->append(c));
-        }
-        co_await io::when_all(std::move(ts));
-      }
-    };
-    r.run(fill());
-  }
+  write_journal(dir + "/j", n);
   for (auto _ : st) {
     malloc_trim(0);
     const long before = rss_kb();

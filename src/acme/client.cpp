@@ -241,21 +241,22 @@ io::task<acme_result<account>> client::register_account(const account_options& o
   }
   payload += "}";
   LE_CO_TRY(rep, co_await post(dir.new_account, payload, &key_));
-  if (rep.location.empty()) co_return unexpected(error(errc::bad_response));
-  LE_CO_TRY(acct, parsed(parse_account(rep.http.body)));
-  acct.url = rep.location;
+  co_return adopt_account(rep);
+}
+
+acme_result<account> client::adopt_account(const reply& rep) {
+  if (rep.location.empty()) return unexpected(error(errc::bad_response));
+  auto acct = parsed(parse_account(rep.http.body));
+  if (!acct) return acct;
+  acct->url = rep.location;
   account_url_ = rep.location;
-  co_return acct;
+  return acct;
 }
 
 io::task<acme_result<account>> client::find_account() {
   LE_CO_TRY(dir, co_await get_directory());
   LE_CO_TRY(rep, co_await post(dir.new_account, R"({"onlyReturnExisting":true})", &key_));
-  if (rep.location.empty()) co_return unexpected(error(errc::bad_response));
-  LE_CO_TRY(acct, parsed(parse_account(rep.http.body)));
-  acct.url = rep.location;
-  account_url_ = rep.location;
-  co_return acct;
+  co_return adopt_account(rep);
 }
 
 io::task<acme_result<account>> client::fetch_account() {

@@ -18,6 +18,14 @@ result<bio_ptr> memory_source(std::string_view text) {
   return b;
 }
 
+// Whether a loop of PEM reads stopped at the clean end of the text (no further BEGIN line)
+// rather than at a block that does not decode. Clears the error queue either way.
+bool pem_ended_cleanly() noexcept {
+  const unsigned long e = ERR_peek_last_error();
+  ERR_clear_error();
+  return ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+}
+
 result<std::string> drain(BIO* b) {
   char* data = nullptr;
   long n = BIO_get_mem_data(b, &data);
@@ -70,12 +78,8 @@ result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem) {
     if (!c) break;
     out.push_back(std::move(c));
   }
-  // The loop ends at the first failure: either the clean end of the text (PEM_R_NO_START_LINE
-  // after at least one block) or a block that does not parse.
-  unsigned long e = ERR_peek_last_error();
-  bool clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-  ERR_clear_error();
-  if (out.empty() || !clean_end) return tls_errc::bad_pem;
+  // The loop ends at the first failure: the end of the text, or a block that does not parse.
+  if (!pem_ended_cleanly() || out.empty()) return tls_errc::bad_pem;
   return out;
 }
 
@@ -96,12 +100,8 @@ result<std::vector<std::string>> pem_blocks_der(std::string_view pem, std::strin
     if (data) OPENSSL_secure_clear_free(data, static_cast<std::size_t>(len));
     if (ok != 1) break;
   }
-  // The loop ends at the first failure: the clean end of the text, or a block that does not
-  // decode.
-  const unsigned long e = ERR_peek_last_error();
-  const bool clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-  ERR_clear_error();
-  if (out.empty() || !clean_end) {
+  // The loop ends at the first failure: the end of the text, or a block that does not decode.
+  if (!pem_ended_cleanly() || out.empty()) {
     for (auto& d : out) OPENSSL_cleanse(d.data(), d.size());
     return tls_errc::bad_pem;
   }

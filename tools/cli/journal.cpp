@@ -9,6 +9,7 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -139,14 +140,23 @@ int cmd_dump(const std::string& path) {
   return 0;
 }
 
-int cmd_verify(const std::string& path) {
-  std::vector<std::byte> img;
-  if (!read_file(path, img)) return 1;
+// Reads and replays the journal at `path` into `img`; null (the reason printed) when it
+// cannot be read or is corrupt.
+std::optional<replay_result> replay_file(const std::string& path, std::vector<std::byte>& img) {
+  if (!read_file(path, img)) return std::nullopt;
   auto rr = replay(img);
   if (rr.error) {
     fmt::print(stderr, "{}: CORRUPT at offset {}: {}\n", path, rr.error_offset, rr.message);
-    return 1;
+    return std::nullopt;
   }
+  return rr;
+}
+
+int cmd_verify(const std::string& path) {
+  std::vector<std::byte> img;
+  auto replayed = replay_file(path, img);
+  if (!replayed) return 1;
+  const replay_result& rr = *replayed;
   if (rr.torn_bytes) {
     fmt::print(stderr, "{}: torn tail of {} bytes at offset {} (opening the journal cuts it); {} "
                "intact records before it\n", path, rr.torn_bytes, rr.good_end, rr.records);
@@ -159,12 +169,9 @@ int cmd_verify(const std::string& path) {
 
 int cmd_export(const std::string& path) {
   std::vector<std::byte> img;
-  if (!read_file(path, img)) return 1;
-  auto rr = replay(img);
-  if (rr.error) {
-    fmt::print(stderr, "{}: CORRUPT at offset {}: {}\n", path, rr.error_offset, rr.message);
-    return 1;
-  }
+  auto replayed = replay_file(path, img);
+  if (!replayed) return 1;
+  const replay_result& rr = *replayed;
   if (rr.torn_bytes)
     fmt::print(stderr, "{}: ignoring a torn tail of {} bytes at offset {}\n", path, rr.torn_bytes,
                rr.good_end);

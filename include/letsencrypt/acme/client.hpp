@@ -234,6 +234,8 @@ class client {
   /// is given or there is no account), retrying badNonce with a fresh nonce.
   io::task<acme_result<reply>> post(std::string url, std::string payload, const account_key* jwk_signer = nullptr,
                                     std::string_view accept = {});
+  /// The account a newAccount reply describes (URL from its Location), made this client's.
+  acme_result<account> adopt_account(const reply& rep);
   io::task<acme_result<void>> pause(io::duration d);
   io::task<acme_result<certificate_chain>> download_one(std::string url, std::vector<std::string>* alternates);
   io::task<acme_result<void>> revoke_impl(std::string_view cert_pem, const account_key* cert_key, revocation_reason reason);
