@@ -78,12 +78,6 @@ std::pair<sys_clock::time_point, sys_clock::time_point> whole_seconds(
   return {std::chrono::floor<std::chrono::seconds>(w.first), std::chrono::floor<std::chrono::seconds>(w.second)};
 }
 
-result<sys_clock::time_point> asn1_to_time(const ASN1_TIME* t) {
-  std::tm tm{};
-  if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return errc::invalid_argument;
-  return sys_clock::from_time_t(timegm(&tm));
-}
-
 // A certificate record as the SNI map wants it (parsed, or deferred until its first
 // handshake), plus its validity period.
 struct loaded_cert {
@@ -148,8 +142,8 @@ result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_p
   }
   LE_TRY(key, tls::load_private_key_pem(key_pem));
   LE_TRY(ck, tls::make_certified_key(leaf.get(), key.get(), raw(split.second)));
-  LE_TRY(nb, asn1_to_time(X509_get0_notBefore(leaf.get())));
-  LE_TRY(na, asn1_to_time(X509_get0_notAfter(leaf.get())));
+  LE_TRY(nb, tls::to_time_point(X509_get0_notBefore(leaf.get())));
+  LE_TRY(na, tls::to_time_point(X509_get0_notAfter(leaf.get())));
   return loaded_cert{std::move(ck), nullptr, nb, na};
 }
 

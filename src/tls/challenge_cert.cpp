@@ -98,9 +98,9 @@ result<certified_key> make_tls_alpn01_certificate(std::string_view name,
 
   certified_key out;
   out.kind = key_kind::ecdsa;
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &tm) != 1) return tls_error();
-  out.not_after = std::chrono::system_clock::from_time_t(timegm(&tm));
+  auto not_after = to_time_point(X509_get0_notAfter(cert.get()));
+  if (!not_after) return tls_error();
+  out.not_after = *not_after;
   out.leaf = std::move(cert);
   out.key = std::move(key);
   return out;

@@ -139,15 +139,12 @@ result<std::chrono::system_clock::time_point> time_of(const der_element& e) {
   const unsigned char* q = e.start;
   std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> t(d2i_ASN1_TIME(nullptr, &q, e.contents + e.length - e.start),
                                                          &ASN1_TIME_free);
-  std::tm tm{};
-  if (!t || ASN1_TIME_to_tm(t.get(), &tm) != 1) {
+  auto tp = to_time_point(t.get());
+  if (!tp) {
     ERR_clear_error();
     return tls_errc::bad_pem;
   }
-  // system_clock counts nanoseconds in 64 bits (to 2262); RFC 5280's "no expiry"
-  // (99991231235959Z) and other far dates read as the start of 2200.
-  if (tm.tm_year + 1900 >= 2200) return std::chrono::system_clock::from_time_t(7258118400);
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
+  return tp;
 }
 
 using validity = std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>;
@@ -181,6 +178,14 @@ result<validity> read_validity(std::string_view der) {
 }
 
 }  // namespace
+
+result<std::chrono::system_clock::time_point> to_time_point(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return errc::invalid_argument;
+  // system_clock counts nanoseconds in 64 bits (to 2262).
+  if (tm.tm_year + 1900 >= 2200) return std::chrono::system_clock::from_time_t(7258118400);  // 2200-01-01
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
 
 result<std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>>
 certificate_validity(std::string_view der) {

@@ -48,9 +48,8 @@ inline std::uint64_t mix(std::uint64_t h) noexcept {
 }
 
 std::chrono::system_clock::time_point not_after_of(X509* cert) {
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return {};
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
+  auto t = to_time_point(X509_get0_notAfter(cert));
+  return t ? *t : std::chrono::system_clock::time_point{};
 }
 
 }  // namespace

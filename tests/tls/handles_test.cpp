@@ -227,3 +227,13 @@ TEST(handles, certificate_validity_reads_the_dates_only) {
   }
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
+
+TEST(handles, to_time_point_clamps_dates_past_the_clock) {
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> t(ASN1_TIME_new(), &ASN1_TIME_free);
+  ASSERT_TRUE(ASN1_TIME_set_string(t.get(), "20310101000000Z"));
+  EXPECT_EQ(to_time_point(t.get())->time_since_epoch(), std::chrono::seconds(1924992000));
+  // RFC 5280's "no well-defined expiration": the start of 2200, not an overflow.
+  ASSERT_TRUE(ASN1_TIME_set_string(t.get(), "99991231235959Z"));
+  EXPECT_EQ(to_time_point(t.get())->time_since_epoch(), std::chrono::seconds(7258118400));
+  EXPECT_EQ(to_time_point(nullptr).error(), make_error_code(errc::invalid_argument));
+}

@@ -58,6 +58,11 @@ result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem);
 /// blocks are secrets: the caller cleanses what it is given.
 result<std::vector<std::string>> pem_blocks_der(std::string_view pem, std::string_view label);
 
+/// `t` as a time point. Times from the year 2200 on (RFC 5280's 99991231235959Z, "no
+/// well-defined expiration") read as the start of 2200: system_clock cannot count past 2262.
+/// Fails with errc::invalid_argument for a null or malformed time.
+result<std::chrono::system_clock::time_point> to_time_point(const ASN1_TIME* t);
+
 /// notBefore and notAfter of a DER certificate, read from its TBSCertificate without parsing
 /// the rest (OpenSSL 3.0 would decode the public key through its provider decoders, about
 /// 70 us). Fails with tls_errc::bad_pem when the bytes are not a certificate's header up to
