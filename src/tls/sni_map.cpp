@@ -52,6 +52,16 @@ std::chrono::system_clock::time_point not_after_of(X509* cert) {
   return t ? *t : std::chrono::system_clock::time_point{};
 }
 
+// The kind of a parsed key, for the keys the map serves.
+result<key_kind> pkey_kind(EVP_PKEY* key) noexcept {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC: return key_kind::ecdsa;
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS: return key_kind::rsa;
+    default: return errc::invalid_argument;
+  }
+}
+
 }  // namespace
 
 struct sni_map::table {
@@ -125,12 +135,8 @@ result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_
                                                                 std::span<X509* const> chain) {
   if (!leaf || !key) return errc::invalid_argument;
   auto ck = std::make_shared<certified_key>();
-  switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_EC: ck->kind = key_kind::ecdsa; break;
-    case EVP_PKEY_RSA:
-    case EVP_PKEY_RSA_PSS: ck->kind = key_kind::rsa; break;
-    default: return errc::invalid_argument;
-  }
+  LE_TRY(kind, pkey_kind(key));
+  ck->kind = kind;
   if (X509_check_private_key(leaf, key) != 1) {
     ERR_clear_error();
     return errc::invalid_argument;
@@ -161,15 +167,6 @@ result<key_kind> pkcs8_kind(std::string_view der) noexcept {
     case NID_X9_62_id_ecPublicKey: return key_kind::ecdsa;
     case NID_rsaEncryption:
     case NID_rsassaPss: return key_kind::rsa;
-    default: return errc::invalid_argument;
-  }
-}
-
-result<key_kind> pkey_kind(EVP_PKEY* key) noexcept {
-  switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_EC: return key_kind::ecdsa;
-    case EVP_PKEY_RSA:
-    case EVP_PKEY_RSA_PSS: return key_kind::rsa;
     default: return errc::invalid_argument;
   }
 }
