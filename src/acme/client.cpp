@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "acme/order_machine.hpp"
 #include "acme/transport.hpp"
 #include "letsencrypt/io/ops.hpp"
 
@@ -413,132 +414,66 @@ io::task<acme_result<issued_certificate>> client::obtain(const order_request& re
 }
 
 io::task<acme_result<issued_certificate>> client::obtain_impl(const order_request& req, io::clock::time_point deadline) {
-  LE_CO_TRY(o, co_await new_order(req));
-
-  // Pick a challenge per pending authorization, then present all before answering any, so
-  // the CA's validations run in parallel.
-  struct pending {
-    challenge_info info;
-    challenge_solver* solver = nullptr;
-    std::string authz_url;
-    bool presented = false;
-  };
-  std::vector<pending> work;
-  for (const auto& url : o.authorizations) {
-    LE_CO_TRY(a, co_await get_authorization(url));
-    if (a.status == status::valid) continue;
-    if (a.status != status::pending) {
-      error e(errc::order_invalid);
-      co_return unexpected(std::move(e));
-    }
-    const challenge* chosen = nullptr;
-    challenge_solver* solver = nullptr;
-    for (const auto& type : options_.challenge_preference) {
-      auto s = req.solvers.find(type);
-      if (s == req.solvers.end() || !s->second) continue;
-      for (const auto& c : a.challenges)
-        if (c.type == type && !c.token.empty()) {
-          chosen = &c;
-          solver = s->second;
-          break;
-        }
-      if (chosen) break;
-    }
-    if (!chosen) co_return unexpected(error(errc::no_supported_challenge));
-    pending p;
-    p.info.identifier = a.identifier;
-    p.info.wildcard = a.wildcard;
-    p.info.type = chosen->type;
-    p.info.url = chosen->url;
-    p.info.token = chosen->token;
-    p.info.key_authorization = key_authorization(chosen->token, key_);
-    p.info.dns_txt_name = "_acme-challenge." + a.identifier.value;
-    p.info.dns_txt_value = dns01_txt_value(p.info.key_authorization);
-    p.solver = solver;
-    p.authz_url = a.url;
-    work.push_back(std::move(p));
-  }
-
-  acme_result<void> outcome{};
-  for (auto& p : work) {
-    auto r = co_await p.solver->present(p.info);
-    if (!r) {
-      outcome = unexpected(error(r.error()));
-      break;
-    }
-    p.presented = true;
-  }
-  if (outcome) {
-    for (auto& p : work) {
-      auto r = co_await respond_challenge(p.info.url);
-      if (!r) {
-        outcome = unexpected(std::move(r).error());
+  std::vector<std::string> types;
+  for (const auto& type : options_.challenge_preference)
+    if (auto s = req.solvers.find(type); s != req.solvers.end() && s->second) types.push_back(type);
+  order_machine m(req.names, std::move(types), key_.thumbprint(), options_.max_alternate_chains);
+  // Only the machine decides; this loop does what it says and tells it what came back.
+  while (true) {
+    const order_step step = m.next();
+    using k = order_step::kind;
+    switch (step.what) {
+      case k::new_order:
+        m.on_new_order(co_await new_order(req));
+        break;
+      case k::fetch_authorization:
+        m.on_authorization(co_await get_authorization(std::string(step.url)));
+        break;
+      case k::present: {
+        auto presented = co_await req.solvers.find(step.challenge->type)->second->present(*step.challenge);
+        acme_result<void> r{};
+        if (!presented) r = unexpected(error(presented.error()));
+        m.on_presented(std::move(r));
         break;
       }
-    }
-  }
-  if (outcome) {
-    for (auto& p : work) {
-      auto r = co_await wait_authorization(p.authz_url, deadline);
-      if (!r) {
-        outcome = unexpected(std::move(r).error());
+      case k::respond:
+        m.on_responded(co_await respond_challenge(std::string(step.url)));
+        break;
+      case k::wait_authorization:
+        m.on_authorization_settled(co_await wait_authorization(std::string(step.url), deadline));
+        break;
+      case k::cleanup:
+        // Its outcome is the solver's to report; the issuance's outcome does not change.
+        (void)co_await req.solvers.find(step.challenge->type)->second->cleanup(*step.challenge);
+        m.on_cleaned_up();
+        break;
+      case k::wait_ready:
+      case k::wait_valid:
+        m.on_order(co_await wait_order(std::string(step.url), deadline));
+        break;
+      case k::make_csr: {
+        auto r = make_csr(m.csr_names(), req.key_type);
+        m.on_csr(r ? acme_result<csr_bundle>(std::move(r).value()) : acme_result<csr_bundle>(unexpected(error(r.error()))));
         break;
       }
-      if (r->status != status::valid) {
-        error e(errc::order_invalid);
-        for (const auto& c : r->challenges)
-          if (c.url == p.info.url && c.error) {
-            e.problem = c.error;
-            e.code = make_error_code(errc::order_invalid);
-          }
-        outcome = unexpected(std::move(e));
+      case k::finalize:
+        m.on_order(co_await finalize(m.current_order(), m.csr_der()));
+        break;
+      case k::download: {
+        std::vector<std::string> alternates;
+        auto chain = co_await download_one(std::string(step.url), &alternates);
+        m.on_download(std::move(chain), std::move(alternates));
         break;
       }
+      case k::download_alternate:
+        m.on_alternate(co_await download_one(std::string(step.url), nullptr));
+        break;
+      case k::done:
+        co_return m.take_certificate();
+      case k::failed:
+        co_return unexpected(m.failure());
     }
   }
-  for (auto& p : work)
-    if (p.presented) (void)co_await p.solver->cleanup(p.info);
-  if (!outcome) co_return unexpected(std::move(outcome).error());
-
-  LE_CO_TRY(ready, co_await wait_order(o.url, deadline));
-  if (ready.status != status::ready && ready.status != status::valid) {
-    error e(errc::order_invalid);
-    e.problem = ready.error;
-    co_return unexpected(std::move(e));
-  }
-  LE_CO_TRY(csr, [&]() -> acme_result<csr_bundle> {
-    std::vector<std::string> names;
-    for (const auto& id : ready.identifiers) names.push_back(id.value);
-    if (names.empty()) names = req.names;
-    auto r = make_csr(names, req.key_type);
-    if (!r) return unexpected(error(r.error()));
-    return std::move(r).value();
-  }());
-  order done = ready;
-  if (ready.status == status::ready) {
-    LE_CO_TRY(fin, co_await finalize(ready, csr.der));
-    done = std::move(fin);
-    if (done.status != status::valid) {
-      LE_CO_TRY(w, co_await wait_order(o.url, deadline));
-      done = std::move(w);
-    }
-  }
-  if (done.status != status::valid || done.certificate.empty()) {
-    error e(errc::order_invalid);
-    e.problem = done.error;
-    co_return unexpected(std::move(e));
-  }
-  issued_certificate out;
-  std::vector<std::string> alternates;
-  LE_CO_TRY(chain, co_await download_one(done.certificate, &alternates));
-  out.chain = std::move(chain);
-  for (std::size_t i = 0; i < alternates.size() && i < options_.max_alternate_chains; ++i) {
-    auto alt = co_await download_one(alternates[i], nullptr);
-    if (alt) out.alternates.push_back(std::move(alt).value());
-  }
-  out.key_pem = std::move(csr.key_pem);
-  out.order = std::move(done);
-  co_return out;
 }
 
 io::task<acme_result<renewal_info>> client::get_renewal_info(std::string_view cert_pem) {

@@ -111,7 +111,7 @@ test_certs::~test_certs() {
 }
 
 issued_cert test_certs::issue(const std::vector<std::string>& names, issue_options o) const {
-  auto key = make_key(o.kind);
+  auto key = o.key ? tls::up_ref(o.key) : make_key(o.kind);
   std::string cn = !o.common_name.empty() ? o.common_name : (names.empty() ? "leaf" : names.front());
   auto cert = make_cert(key.get(), cn, ca_.get(), ca_key_.get(), false, names, o.not_before, o.not_after);
   return finish(std::move(cert), std::move(key), ca_pem_);

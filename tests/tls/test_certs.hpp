@@ -30,6 +30,8 @@ struct issue_options {
   std::chrono::seconds not_after = std::chrono::hours(24);
   /// The subject CN; the first name when empty.
   std::string common_name;
+  /// Certify this key (up-ref'd) instead of a new one of `kind` (e.g. a CSR's key).
+  EVP_PKEY* key = nullptr;
 };
 
 /// Throws std::runtime_error when OpenSSL fails (test setup only). Owns a temporary
