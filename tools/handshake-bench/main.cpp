@@ -104,6 +104,7 @@ struct options {
   double warmup = 1.0;
   std::uint64_t count = 0;
   double timeout = 5.0;
+  double rate = 0;  // open loop: attempts started per second; 0: closed loop
   run_mode mode = run_mode::full;
   bool http = false;
   std::vector<std::string> names;
@@ -130,6 +131,10 @@ Target and load:
   -n, --count N          stop after N successful handshakes (default: no limit)
   --warmup SEC           time run but not measured before the measurement (default 1)
   --timeout SEC          deadline of one attempt, connect to close (default 5)
+  --rate R               open loop: start R attempts per second on a fixed schedule, on at
+                         most CONNECTIONS at once; latency counts from the scheduled start,
+                         so time spent waiting for a free connection is not hidden
+                         (default: closed loop, each connection starts its next at once)
 Kind of handshake:
   --mode full|resume|flood
       full    real full handshakes (X25519, the server's certificate); the client does
@@ -236,6 +241,9 @@ options parse_args(int argc, char** argv) {
     } else if (a == "--timeout") {
       o.timeout = parse_number<double>(a, need());
       if (!(o.timeout > 0)) usage_error("--timeout must be positive");
+    } else if (a == "--rate") {
+      o.rate = parse_number<double>(a, need());
+      if (!(o.rate > 0) || o.rate > 10'000'000) usage_error("--rate must be 0 < R <= 10000000");
     } else if (a == "--mode") {
       std::string m = need();
       if (m == "full") o.mode = run_mode::full;
@@ -381,6 +389,10 @@ struct run_state {
   std::uint64_t successes = 0;
   std::uint64_t resumed = 0;
   std::uint64_t bytes_in = 0;
+  // Open loop (--rate): attempt k is due at schedule_origin + k / rate.
+  clock::time_point schedule_origin{};
+  std::uint64_t scheduled = 0;
+  std::uint64_t late_starts = 0;  // measured attempts started > 1 ms after they were due
   histogram latency;
   std::array<std::uint64_t, failure_kinds> failures{};
   std::array<std::string, failure_kinds> first_message{};
@@ -755,6 +767,19 @@ io::task<void> worker(run_state& st, unsigned id) {
     std::string msg;
     bool reused = false;
     auto t0 = clock::now();
+    if (st.opt.rate > 0) {
+      // The next due time goes to whichever connection is free; when none was free in time,
+      // the wait shows in the latency instead of silently lowering the offered load.
+      const auto due = st.schedule_origin + duration_cast<clock::duration>(
+                                                std::chrono::duration<double>(double(st.scheduled++) / st.opt.rate));
+      if (due > t0) {
+        (void)co_await io::sleep_for(due - t0).cancel_on(tok);
+        if (tok.stop_requested()) break;
+      } else if (t0 - due > std::chrono::milliseconds(1) && st.measuring) {
+        ++st.late_starts;
+      }
+      t0 = due;
+    }
     outcome o;
     if (st.opt.mode == run_mode::flood)
       o = co_await flood_attempt(st, b, st.name_at(pick), rng, &msg);
@@ -826,6 +851,7 @@ io::task<void> prime_sessions(run_state& st, std::size_t n, std::string* error) 
 }
 
 io::task<void> run_all(run_state& st) {
+  st.schedule_origin = clock::now();
   io::task_scope scope;
   scope.spawn(timer(st));
   for (unsigned i = 0; i < st.opt.connections; ++i) scope.spawn(worker(st, i));
@@ -1016,13 +1042,14 @@ int main(int argc, char** argv) {
     for (const auto& w : warnings) warn += fmt::format("{}\"{}\"", warn.empty() ? "" : ",", json_escape(w));
     fmt::print(
         "{{\"label\":\"{}\",\"mode\":\"{}\",\"http\":{},\"host\":\"{}\",\"port\":{},\"connections\":{},\"names\":{},"
-        "\"seconds\":{:.3f},\"attempts\":{},\"handshakes\":{},\"resumed\":{},\"failures\":{},\"handshakes_per_s\":{:.1f},"
+        "\"rate\":{},\"late_starts\":{},\"seconds\":{:.3f},\"attempts\":{},\"handshakes\":{},\"resumed\":{},\"failures\":{},\"handshakes_per_s\":{:.1f},"
         "\"latency_us\":{{\"p50\":{:.1f},\"p90\":{:.1f},\"p99\":{:.1f},\"p99_9\":{:.1f},\"max\":{:.1f},\"mean\":{:.1f}}},"
         "\"errors\":{{{}}},\"first_error\":{{{}}},\"client_cpu_s\":{:.3f},\"client_cpu_share\":{:.3f},"
         "\"server_cpu_s\":{},\"server_cpu_share\":{},\"handshakes_per_server_cpu_s\":{},"
         "\"negotiated\":{{\"cipher\":\"{}\",\"group\":\"{}\"}},\"flight_records\":{},\"warnings\":[{}]}}\n",
         json_escape(opt.label), mode_name(opt.mode), opt.http ? "true" : "false", json_escape(opt.host), opt.port,
-        opt.connections, opt.names.size(), secs, st.attempts, st.successes, st.resumed, failed, rate, us(50), us(90), us(99),
+        opt.connections, opt.names.size(), opt.rate > 0 ? fmt::format("{:.1f}", opt.rate) : "null", st.late_starts, secs,
+        st.attempts, st.successes, st.resumed, failed, rate, us(50), us(90), us(99),
         us(99.9), double(st.latency.max()) / 1e3, st.latency.mean() / 1e3, errors, first, client_cpu,
         secs > 0 ? client_cpu / secs : 0, server_cpu ? fmt::format("{:.3f}", *server_cpu) : "null",
         server_cpu && secs > 0 ? fmt::format("{:.3f}", *server_cpu / secs) : "null",
@@ -1034,6 +1061,9 @@ int main(int argc, char** argv) {
                opt.port, opt.connections, std::max<std::size_t>(opt.names.size(), 1), secs);
     fmt::print("  negotiated      {} {}{}\n", cap.cipher, cap.group,
                opt.mode == run_mode::flood ? fmt::format(", server flight {} records", st.flight_records) : "");
+    if (opt.rate > 0)
+      fmt::print("  offered         {:.1f}/s open loop, {} starts late by > 1 ms (no free connection)\n", opt.rate,
+                 st.late_starts);
     fmt::print("  handshakes      {} ({:.1f}/s){}\n", st.successes, rate,
                opt.mode == run_mode::resume ? fmt::format(", {} resumed", st.resumed) : "");
     fmt::print("  latency (us)    p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}  mean {:.1f}\n", us(50),
