@@ -27,11 +27,11 @@ class stoppable_tcp_stream final : public io::byte_stream, public stoppable {
   void bind_stop(std::stop_token st) noexcept override { stop_ = std::move(st); }
 
   io::task<result<std::size_t>> read_some(std::span<std::byte> buf, io::clock::time_point deadline) override {
-    co_return co_await io::recv(fd_.get(), buf).deadline(deadline).cancel_on(stop_);
+    co_return co_await io::recv_some(fd_.get(), buf, deadline, stop_);
   }
   io::task<result<void>> write_all(std::span<const std::byte> buf, io::clock::time_point deadline) override {
     while (!buf.empty()) {
-      LE_CO_TRY(n, co_await io::send(fd_.get(), buf).deadline(deadline).cancel_on(stop_));
+      LE_CO_TRY(n, co_await io::send_some(fd_.get(), buf, deadline, stop_));
       buf = buf.subspan(n);
     }
     co_return ok();

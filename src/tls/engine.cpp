@@ -89,6 +89,8 @@ void engine::consume_output(std::size_t n) noexcept {
     if (out_.capacity() > 4 * output_reserve) std::vector<std::byte>().swap(out_);
     out_.clear();
     out_head_ = 0;
+    lent_ = false;
+    if (!spill_.empty()) out_.swap(spill_);
   }
 }
 
@@ -221,9 +223,11 @@ int engine::bio_write(BIO* b, const char* src, std::size_t n, std::size_t* put) 
   BIO_clear_retry_flags(b);
   auto* e = static_cast<engine*>(BIO_get_data(b));
   if (!e) return 0;
-  if (e->out_.capacity() == 0) e->out_.reserve(output_reserve);
+  // A lent buffer is being sent from: appending could move it, so new bytes wait behind it.
+  std::vector<std::byte>& out = e->lent_ ? e->spill_ : e->out_;
+  if (out.capacity() == 0) out.reserve(output_reserve);
   const auto* p = reinterpret_cast<const std::byte*>(src);
-  e->out_.insert(e->out_.end(), p, p + n);
+  out.insert(out.end(), p, p + n);
   *put = n;
   return 1;
 }

@@ -24,15 +24,28 @@ constexpr std::size_t receive_size = 17 * 1024;     // one full TLS record and c
 constexpr std::size_t write_chunk = 4 * 16 * 1024;  // plaintext encrypted before each send
 }  // namespace
 
+// Marks one kind of operation as running. Before the handshake has finished every operation
+// is exclusive (each would drive the handshake); after it one read and one write (or
+// shutdown) may run at once.
 struct stream::busy_guard {
-  stream* s;
-  bool ok;
-  explicit busy_guard(stream* st) : s(st), ok(!st->busy_) {
-    if (ok) s->busy_ = true;
+  bool* flag = nullptr;
+  busy_guard(stream& st, bool stream::*kind) {
+    const bool idle = !st.reading_ && !st.writing_ && !st.exclusive_;
+    // Once finished the handshake stays finished for this purpose: OpenSSL reports "in init"
+    // again around post-handshake messages (a key update being sent), which SSL_read and
+    // SSL_write each handle on their own.
+    if (st.eng_->handshake_done()) st.established_ = true;
+    if (kind == &stream::exclusive_ || !st.established_) {
+      if (idle) flag = &st.exclusive_;
+    } else if (!(st.*kind) && !st.exclusive_) {
+      flag = &(st.*kind);
+    }
+    if (flag) *flag = true;
   }
   ~busy_guard() {
-    if (ok) s->busy_ = false;
+    if (flag) *flag = false;
   }
+  bool ok() const noexcept { return flag != nullptr; }
 };
 
 stream::stream(io::unique_fd fd, std::unique_ptr<engine> eng) noexcept : fd_(std::move(fd)), eng_(std::move(eng)) {}
@@ -54,9 +67,32 @@ void stream::release_input() noexcept {
 
 io::task<result<void>> stream::flush(io::clock::time_point deadline) {
   while (!eng_->pending_output().empty()) {
-    auto out = eng_->pending_output();
-    LE_CO_TRY(n, co_await io::send(fd_.get(), out).deadline(deadline).cancel_on(stop_));
-    eng_->consume_output(n);
+    if (flushing_) {
+      // The other side's flush is sending; it sends what this one added too (it runs until
+      // the engine has nothing left). Two sends at once could interleave records.
+      if (!flushed_) flushed_ = std::make_shared<io::event>();
+      auto done = flushed_;
+      co_await done->wait();
+      if (stop_.stop_requested()) co_return errc::cancelled;
+      if (io::clock::now() >= deadline && !eng_->pending_output().empty()) co_return errc::timed_out;
+      continue;
+    }
+    flushing_ = true;
+    result<void> outcome = ok();
+    while (!eng_->pending_output().empty()) {
+      // Lent, not borrowed: a read on the other side may write (a key update's answer) while
+      // this send is in flight, and that must not move these bytes.
+      auto out = eng_->lend_output();
+      auto n = co_await io::send_some(fd_.get(), out, deadline, stop_);
+      if (!n) {
+        outcome = n.error();
+        break;
+      }
+      eng_->consume_output(*n);
+    }
+    flushing_ = false;
+    if (auto waiting = std::exchange(flushed_, nullptr)) waiting->set();
+    co_return outcome;
   }
   co_return ok();
 }
@@ -66,7 +102,7 @@ io::task<result<void>> stream::fill(io::clock::time_point deadline) {
     // The previous pooled buffer goes back to the kernel; its unread bytes stay with the engine.
     eng_->keep_input();
     held_.reset();
-    auto r = co_await io::recv_pooled(fd_.get(), *pool_).deadline(deadline).cancel_on(stop_);
+    auto r = co_await io::recv_some_pooled(fd_.get(), *pool_, deadline, stop_);
     if (r) {
       if (r->empty()) {
         eng_->feed_eof();
@@ -80,7 +116,7 @@ io::task<result<void>> stream::fill(io::clock::time_point deadline) {
   }
   eng_->keep_input();
   if (rbuf_.empty()) rbuf_.resize(receive_size);
-  LE_CO_TRY(n, co_await io::recv(fd_.get(), rbuf_).deadline(deadline).cancel_on(stop_));
+  LE_CO_TRY(n, co_await io::recv_some(fd_.get(), rbuf_, deadline, stop_));
   if (n == 0)
     eng_->feed_eof();
   else
@@ -89,8 +125,8 @@ io::task<result<void>> stream::fill(io::clock::time_point deadline) {
 }
 
 io::task<void> stream::send_alert() {
-  // Best effort, bounded: the connection is failing anyway.
-  if (eng_->pending_output().empty()) co_return;
+  // Best effort, bounded: the connection is failing anyway. A running flush sends it itself.
+  if (eng_->pending_output().empty() || flushing_) co_return;
   auto out = eng_->pending_output();
   auto r = co_await io::send(fd_.get(), out, MSG_NOSIGNAL | MSG_DONTWAIT).timeout(std::chrono::milliseconds(100));
   (void)r;
@@ -98,8 +134,8 @@ io::task<void> stream::send_alert() {
 }
 
 io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
-  busy_guard g(this);
-  if (!g.ok) co_return errc::busy;
+  busy_guard g(*this, &stream::exclusive_);
+  if (!g.ok()) co_return errc::busy;
   for (;;) {
     auto r = eng_->handshake();
     release_input();
@@ -131,8 +167,8 @@ io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
 }
 
 io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::clock::time_point deadline) {
-  busy_guard g(this);
-  if (!g.ok) co_return errc::busy;
+  busy_guard g(*this, &stream::reading_);
+  if (!g.ok()) co_return errc::busy;
   if (buf.empty()) co_return std::size_t{0};
   for (;;) {
     auto r = eng_->read(buf);
@@ -141,8 +177,10 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
       co_await send_alert();
       co_return eng_->error();
     }
-    // Post-handshake messages (key updates) may need an answer before more data comes.
-    if (!eng_->pending_output().empty()) LE_CO_TRY_VOID(co_await flush(deadline));
+    // Post-handshake messages (key updates) may need an answer before more data comes. A
+    // write's flush in progress sends it; waiting for that flush here could deadlock two
+    // peers that both write more than the sockets hold.
+    if (!eng_->pending_output().empty() && !flushing_) LE_CO_TRY_VOID(co_await flush(deadline));
     switch (r.state) {
       case status::done:
         co_return r.bytes;
@@ -152,6 +190,8 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
         LE_CO_TRY_VOID(co_await fill(deadline));
         break;
       case status::have_output:
+        // OpenSSL wants input; the output pending is the running flush's to send.
+        if (flushing_) LE_CO_TRY_VOID(co_await fill(deadline));
         break;
       case status::want_certificate:
         co_return tls_errc::handshake_failed;
@@ -162,8 +202,8 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
 }
 
 io::task<result<void>> stream::write_all(std::span<const std::byte> buf, io::clock::time_point deadline) {
-  busy_guard g(this);
-  if (!g.ok) co_return errc::busy;
+  busy_guard g(*this, &stream::writing_);
+  if (!g.ok()) co_return errc::busy;
   while (!buf.empty()) {
     auto chunk = buf.first(std::min(buf.size(), write_chunk));
     auto r = eng_->write(chunk);
@@ -179,8 +219,8 @@ io::task<result<void>> stream::write_all(std::span<const std::byte> buf, io::clo
 }
 
 io::task<result<void>> stream::shutdown(io::clock::time_point deadline) {
-  busy_guard g(this);
-  if (!g.ok) co_return errc::busy;
+  busy_guard g(*this, &stream::writing_);
+  if (!g.ok()) co_return errc::busy;
   if (fin_sent_) co_return ok();
   if (eng_->handshake_done()) {
     auto r = eng_->shutdown();
@@ -211,6 +251,8 @@ result<ssl_ctx_ptr> make_client_context(const client_config& cfg) {
   ssl_ctx_ptr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return tls_error();
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  // A TLS 1.2 server asking to renegotiate would turn a write into a read; no CA needs it.
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   if (cfg.ca_pem.empty()) {
     if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) return tls_error();

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include <sys/socket.h>
 
 #include "letsencrypt/io/net.hpp"
 #include "letsencrypt/io/ops.hpp"
@@ -180,4 +183,59 @@ TEST(net, listen_rejects_non_numeric_host) {
   auto l = io::listen_tcp("not-an-address", 0);
   ASSERT_FALSE(l);
   EXPECT_EQ(l.error(), errc::invalid_argument);
+}
+
+// A peer that half-closes (FIN) and then never reads: the socket polls "ready" (POLLRDHUP)
+// while its window stays shut. send_some must end at its deadline, without spinning the
+// ring and without leaving a send blocked in a kernel worker; recv_some sees the FIN as 0.
+TEST(net, send_some_to_a_half_closed_peer_that_never_reads_ends_at_its_deadline) {
+  io::ring r;
+  auto lfd = io::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(lfd);
+  auto port = *io::local_port(lfd->get());
+  auto run = [&]() -> io::task<void> {
+    auto peer = co_await io::connect_tcp("127.0.0.1", port, 5s);
+    auto c = co_await io::accept(lfd->get()).timeout(5s);
+    EXPECT_TRUE(peer && c);
+    if (!peer || !c) co_return;
+    int sz = 16 * 1024;
+    ::setsockopt(c->get(), SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    ::setsockopt(peer->get(), SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    ::shutdown(peer->get(), SHUT_WR);
+    std::byte one[1];
+    auto eof = co_await io::recv_some(c->get(), one, io::clock::now() + 5s);
+    EXPECT_TRUE(eof && *eof == 0);
+
+    std::vector<std::byte> chunk(64 * 1024, std::byte{'z'});
+    const auto t0 = io::clock::now();
+    const auto deadline = t0 + 300ms;
+    std::size_t sent = 0;
+    result<std::size_t> last = std::size_t{0};
+    for (int i = 0; i < 10000 && last; ++i) {
+      last = co_await io::send_some(c->get(), chunk, deadline);
+      if (last) sent += *last;
+    }
+    EXPECT_FALSE(last);
+    if (!last) {
+      EXPECT_EQ(last.error(), errc::timed_out);
+    }
+    EXPECT_GT(sent, 0u);
+    EXPECT_LT(io::clock::now() - t0, 5s);  // liveness, not speed: it ended
+    // Stopping ends a wait the same way.
+    std::stop_source stop;
+    auto stopper = [&]() -> io::task<void> {
+      (void)co_await io::sleep_for(50ms);
+      stop.request_stop();
+    };
+    auto sender = [&]() -> io::task<result<std::size_t>> {
+      co_return co_await io::send_some(c->get(), chunk, io::clock::now() + 60s, stop.get_token());
+    };
+    auto [stopped, unused] = co_await io::when_all(sender(), stopper());
+    (void)unused;
+    EXPECT_FALSE(stopped);
+    if (!stopped) {
+      EXPECT_EQ(stopped.error(), errc::cancelled);
+    }
+  };
+  r.run(run());
 }

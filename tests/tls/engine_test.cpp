@@ -153,6 +153,51 @@ TEST_F(engine_test, large_transfer_and_byte_by_byte_feed) {
   EXPECT_EQ(got, msg);
 }
 
+TEST_F(engine_test, lent_output_stays_put_while_later_writes_queue_behind_it) {
+  auto leaf = certs->issue({"lend.test"});
+  auto sctx = test_certs::server_context(leaf);
+  auto cctx = certs->client_context();
+  pair_fixture p(cctx.get(), sctx.get(), "lend.test");
+  auto [c, s] = p.handshake();
+  ASSERT_EQ(c, status::done);
+  ASSERT_EQ(s, status::done);
+  // Drain the tickets the server sent after its handshake.
+  std::vector<std::byte> buf(1 << 16);
+  p.s2c.deliver(*p.server, *p.client);
+  (void)p.client->read(buf);
+
+  const std::string first(40000, 'f'), second(300000, 's');
+  ASSERT_EQ(p.server->write(std::as_bytes(std::span(first))).state, status::done);
+  auto lent = p.server->lend_output();
+  const std::vector<std::byte> lent_copy(lent.begin(), lent.end());
+  const std::byte* where = lent.data();
+  // A large write while the first bytes are "in flight" would reallocate a plain buffer.
+  ASSERT_EQ(p.server->write(std::as_bytes(std::span(second))).state, status::done);
+  auto still = p.server->pending_output();
+  EXPECT_EQ(still.data(), where);
+  ASSERT_EQ(still.size(), lent_copy.size());
+  EXPECT_TRUE(std::equal(still.begin(), still.end(), lent_copy.begin()));
+  // Sent in two parts; then the queued bytes become the pending output, in order.
+  p.server->consume_output(1000);
+  EXPECT_EQ(p.server->pending_output().size(), lent_copy.size() - 1000);
+  p.server->consume_output(lent_copy.size() - 1000);
+  EXPECT_GT(p.server->pending_output().size(), second.size());
+  std::vector<std::byte> wire_bytes(lent_copy);
+  auto rest = p.server->pending_output();
+  wire_bytes.insert(wire_bytes.end(), rest.begin(), rest.end());
+  p.server->consume_output(rest.size());
+  EXPECT_TRUE(p.server->pending_output().empty());
+  // The client decrypts both messages from the concatenation, in order.
+  p.client->feed(wire_bytes);
+  std::string got;
+  for (int i = 0; i < 1000 && got.size() < first.size() + second.size(); ++i) {
+    auto r = p.client->read(buf);
+    if (r.state != status::done) break;
+    got.append(reinterpret_cast<const char*>(buf.data()), r.bytes);
+  }
+  EXPECT_EQ(got, first + second);
+}
+
 TEST_F(engine_test, close_notify_reaches_peer_as_closed) {
   auto leaf = certs->issue({"close.test"});
   auto sctx = test_certs::server_context(leaf);

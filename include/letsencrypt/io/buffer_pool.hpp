@@ -91,9 +91,10 @@ inline void pooled_buffer::reset() noexcept {
 struct recv_pooled_op : basic_op<recv_pooled_op, result<pooled_buffer>> {
   int fd;
   buffer_pool* pool;
-  recv_pooled_op(int f, buffer_pool& p) : fd(f), pool(&p) {}
+  int flags;
+  recv_pooled_op(int f, buffer_pool& p, int fl) : fd(f), pool(&p), flags(fl) {}
   void prep(io_uring_sqe* s) {
-    io_uring_prep_recv(s, fd, nullptr, pool->buffer_size(), 0);
+    io_uring_prep_recv(s, fd, nullptr, pool->buffer_size(), flags);
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = pool->group();
   }
@@ -108,6 +109,6 @@ struct recv_pooled_op : basic_op<recv_pooled_op, result<pooled_buffer>> {
     return b;
   }
 };
-inline recv_pooled_op recv_pooled(int fd, buffer_pool& pool) { return {fd, pool}; }
+inline recv_pooled_op recv_pooled(int fd, buffer_pool& pool, int flags = 0) { return {fd, pool, flags}; }
 
 }  // namespace letsencrypt::io

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "letsencrypt/io/buffer_pool.hpp"
 #include "letsencrypt/io/ops.hpp"
 #include "letsencrypt/io/task.hpp"
 #include "letsencrypt/io/unique_fd.hpp"
@@ -43,6 +44,22 @@ task<result<std::vector<sockaddr_storage>>> resolve(std::string host, std::uint1
 /// Connects a new TCP socket to `host:port` (resolved as above), trying each address in
 /// turn, each attempt bounded by `timeout`; `stop` cancels a pending attempt (errc::cancelled).
 task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, duration timeout, std::stop_token stop = {});
+
+/// Sends some of `buf` on a socket (at least one byte), before `deadline`, cancelled by
+/// `stop`. Unlike a plain io::send it never blocks a kernel worker: the kernel runs a socket
+/// operation it had to retry too often in a worker thread, where a blocking send to a peer
+/// that stopped reading can outlive its deadline (the cancellation races with the hand-off).
+/// These send with MSG_DONTWAIT and wait for POLLOUT themselves when the kernel says EAGAIN.
+/// Errors: errc::timed_out, errc::cancelled, or the socket's errno (EPIPE, ECONNRESET...).
+/// `buf` must stay valid until the task completes.
+task<result<std::size_t>> send_some(int fd, std::span<const std::byte> buf, clock::time_point deadline,
+                                    std::stop_token stop = {});
+/// Receives into `buf` (0: the peer closed its side), the same way (MSG_DONTWAIT, POLLIN).
+task<result<std::size_t>> recv_some(int fd, std::span<std::byte> buf, clock::time_point deadline,
+                                    std::stop_token stop = {});
+/// Receives into a buffer from `pool`, the same way. ENOBUFS as recv_pooled.
+task<result<pooled_buffer>> recv_some_pooled(int fd, buffer_pool& pool, clock::time_point deadline,
+                                             std::stop_token stop = {});
 
 /// Runs `fn` on the shared worker thread and resumes the awaiting coroutine on its ring
 /// with the value. For blocking library calls (getaddrinfo) only; never for hot paths.

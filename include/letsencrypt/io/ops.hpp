@@ -77,7 +77,11 @@ struct op_state : completion {
   }
   static void on_timeout(completion* c, int res, unsigned) noexcept {
     auto* s = static_cast<timeout_part*>(c)->op;
-    if (res == -ETIME) s->timed_out_ = true;
+    // It fired: -ETIME, it cancelled the operation; -EALREADY, the kernel was running the
+    // operation in a worker and interrupted it (-EINTR follows); -ENOENT, the operation was
+    // between two states and the cancel missed it (io::send_some and recv_some exist so
+    // that a socket operation cannot then block on in a worker).
+    if (res == -ETIME || res == -EALREADY || res == -ENOENT) s->timed_out_ = true;
     if (--s->pending_ == 0) s->ring_->schedule(s->waiter_);
   }
 
@@ -115,7 +119,10 @@ struct op_state : completion {
   /// place a CQE result is interpreted before conversion to an error code.
   int finish() noexcept {
     stop_cb_.reset();
-    if (timed_out_ && res_ == -ECANCELED) return -ETIME;
+    // An operation the kernel was running in a worker (a blocking send, say) ends with
+    // -EINTR rather than -ECANCELED when it is cancelled: the cause is the same.
+    if ((res_ == -ECANCELED || res_ == -EINTR) && timed_out_) return -ETIME;
+    if (res_ == -EINTR && stop_.stop_requested()) return -ECANCELED;
     return res_;
   }
 };

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <span>
 
+#include "letsencrypt/io/net.hpp"
 #include "letsencrypt/io/ops.hpp"
 #include "letsencrypt/io/task.hpp"
 #include "letsencrypt/io/unique_fd.hpp"
@@ -33,11 +34,11 @@ class tcp_stream final : public byte_stream {
   unique_fd release() noexcept { return std::move(fd_); }
 
   task<result<std::size_t>> read_some(std::span<std::byte> buf, clock::time_point deadline) override {
-    co_return co_await io::recv(fd_.get(), buf).deadline(deadline);
+    co_return co_await io::recv_some(fd_.get(), buf, deadline);
   }
   task<result<void>> write_all(std::span<const std::byte> buf, clock::time_point deadline) override {
     while (!buf.empty()) {
-      LE_CO_TRY(n, co_await io::send(fd_.get(), buf).deadline(deadline));
+      LE_CO_TRY(n, co_await io::send_some(fd_.get(), buf, deadline));
       buf = buf.subspan(n);
     }
     co_return ok();

@@ -41,7 +41,10 @@ struct [[nodiscard]] op_result {
 /// caller calls keep_input(), which copies only the unconsumed remainder.
 /// Output: OpenSSL's writes append to one buffer; the caller sends pending_output() and
 /// consume_output()s what the kernel took. The span of pending_output() stays valid until the
-/// next engine operation (which may append) or consume_output.
+/// next engine operation (which may append) or consume_output. lend_output() instead keeps
+/// the span valid across engine operations until it is all consumed (what they write waits
+/// in a second buffer meanwhile), so a send may be in flight while another coroutine reads
+/// or writes.
 ///
 /// Not movable (the BIO points at the engine). Single-threaded: one thread at a time.
 class engine {
@@ -70,7 +73,14 @@ class engine {
   std::span<const std::byte> pending_output() const noexcept {
     return {out_.data() + out_head_, out_.size() - out_head_};
   }
-  /// Marks the first `n` bytes of pending_output() as sent.
+  /// pending_output(), held still: the bytes stay where they are, even when later operations
+  /// write more, until consume_output() has taken them all.
+  std::span<const std::byte> lend_output() noexcept {
+    lent_ = out_head_ < out_.size();
+    return pending_output();
+  }
+  /// Marks the first `n` bytes of pending_output() as sent. Once all of it is, output written
+  /// while it was lent becomes pending_output().
   void consume_output(std::size_t n) noexcept;
 
   /// Advances the handshake. After any operation pending_output() may be non-empty (even
@@ -116,6 +126,8 @@ class engine {
   std::size_t kept_head_ = 0;
   std::vector<std::byte> out_;
   std::size_t out_head_ = 0;
+  bool lent_ = false;               // out_ must not move: writes go to spill_
+  std::vector<std::byte> spill_;
   bool eof_ = false;
   bool failed_ = false;
   int peer_alert_ = -1;

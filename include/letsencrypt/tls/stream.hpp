@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "letsencrypt/io/buffer_pool.hpp"
+#include "letsencrypt/io/event.hpp"
 #include "letsencrypt/io/ops.hpp"
 #include "letsencrypt/io/stream.hpp"
 #include "letsencrypt/io/task.hpp"
@@ -30,8 +31,12 @@ using client_hello_retry = std::function<io::task<void>(SSL*)>;
 
 /// TLS on a connected TCP socket, server or client side. Every operation takes an absolute
 /// deadline (errc::timed_out when it passes) and honours the stop token given by
-/// set_stop_token (errc::cancelled). Operations must not overlap: one at a time per stream
-/// (an overlapping call fails with errc::busy). Not movable; hold it by unique_ptr or in place.
+/// set_stop_token (errc::cancelled). Full duplex once the handshake is done: one read_some
+/// and one write_all (or shutdown) may run at the same time, from coroutines on the
+/// stream's ring, so a proxy can pump both directions; any other overlap fails with
+/// errc::busy (two reads, two writes, anything during the handshake). A write whose
+/// records queue behind a send the read side started (an answer to a key update) waits for
+/// that send, bounded by the read's deadline. Not movable; hold it by unique_ptr or in place.
 ///
 /// Ciphertext is received into the stream's buffer, or into a buffer of an io::buffer_pool
 /// when set_buffer_pool() was called, and lent to the engine without a copy.
@@ -103,7 +108,12 @@ class stream final : public io::byte_stream {
   std::vector<std::byte> rbuf_;       // the stream's own receive buffer
   std::stop_token stop_;
   client_hello_retry retry_;
-  bool busy_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool exclusive_ = false;           // handshake, or any operation before it finished
+  bool established_ = false;         // the handshake finished once
+  bool flushing_ = false;            // a send of the engine's output is in flight
+  std::shared_ptr<io::event> flushed_;  // set when that send ends (made only if awaited)
   bool fin_sent_ = false;
 };
 
@@ -114,7 +124,8 @@ struct client_config {
   std::string sni_override;        ///< SNI to send instead of `host` (the name verified too)
 };
 
-/// A client SSL_CTX for `cfg`: TLS 1.2+, peer verification on, roots and ALPN set.
+/// A client SSL_CTX for `cfg`: TLS 1.2+ without renegotiation, peer verification on, roots
+/// and ALPN set.
 /// Fails with tls_errc::bad_pem for unusable ca_pem, errc::invalid_argument for a bad ALPN.
 result<ssl_ctx_ptr> make_client_context(const client_config& cfg);
 
