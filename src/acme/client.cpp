@@ -419,7 +419,13 @@ io::task<acme_result<issued_certificate>> client::obtain_impl(const order_reques
     if (auto s = req.solvers.find(type); s != req.solvers.end() && s->second) types.push_back(type);
   order_machine m(req.names, std::move(types), key_.thumbprint(), options_.max_alternate_chains);
   // Only the machine decides; this loop does what it says and tells it what came back.
+  bool past_deadline = false;
   while (true) {
+    if (!past_deadline && io::clock::now() >= deadline) {
+      // The waits stop at the deadline themselves; this bounds the steps between them.
+      past_deadline = true;
+      m.abort(error(errc::order_timeout));
+    }
     const order_step step = m.next();
     using k = order_step::kind;
     switch (step.what) {

@@ -66,10 +66,13 @@ bool valid_challenge_token(std::string_view token) noexcept {
 
 order_machine::order_machine(std::vector<std::string> names, std::vector<std::string> challenge_types,
                              std::string thumbprint, std::size_t max_alternate_chains)
-    : names_(std::move(names)),
-      types_(std::move(challenge_types)),
-      thumbprint_(std::move(thumbprint)),
-      max_alternates_(max_alternate_chains) {
+    : types_(std::move(challenge_types)), thumbprint_(std::move(thumbprint)), max_alternates_(max_alternate_chains) {
+  // The CA compares names without case and merges repeats; so does everything below.
+  for (auto& n : names) {
+    if (!n.empty() && n.back() == '.') n.pop_back();
+    std::transform(n.begin(), n.end(), n.begin(), lower);
+    if (!is_requested(n)) names_.push_back(std::move(n));
+  }
   if (names_.empty()) {
     phase_ = phase::failed;
     error_ = error(letsencrypt::errc::invalid_argument);
@@ -99,13 +102,21 @@ order_step order_machine::next() const noexcept {
 
 bool order_machine::expect(phase p) {
   if (phase_ == p) return true;
-  // A driver answering a step it was not given is a bug; end rather than act on it.
-  if (phase_ != phase::failed && phase_ != phase::done) {
-    pending_error_.reset();
-    phase_ = phase::failed;
-    error_ = error(letsencrypt::errc::invalid_argument);
-  }
+  // A driver answering a step it was not given is a bug; end rather than act on it, still
+  // cleaning up whatever was presented.
+  if (phase_ == phase::cleanup)
+    pending_error_ = error(letsencrypt::errc::invalid_argument);
+  else if (phase_ != phase::failed && phase_ != phase::done)
+    fail(error(letsencrypt::errc::invalid_argument));
   return false;
+}
+
+void order_machine::abort(error e) {
+  if (phase_ == phase::cleanup) {
+    if (!pending_error_) pending_error_ = std::move(e);
+  } else if (phase_ != phase::failed && phase_ != phase::done) {
+    fail(std::move(e));
+  }
 }
 
 bool order_machine::is_requested(std::string_view name) const noexcept {
@@ -138,7 +149,7 @@ void order_machine::on_new_order(acme_result<acme::order> r) {
   if (!r) return fail(std::move(r).error());
   order_ = std::move(r).value();
   // The CSR names the requested identifiers; an order for anything else is not this one.
-  bool same = order_.identifiers.size() == names_.size() && !order_.url.empty();
+  bool same = !order_.url.empty();
   for (const auto& id : order_.identifiers) same = same && id.type == "dns" && is_requested(id.value);
   for (const auto& n : names_)
     same = same && std::any_of(order_.identifiers.begin(), order_.identifiers.end(),
@@ -146,10 +157,16 @@ void order_machine::on_new_order(acme_result<acme::order> r) {
   if (!same) return fail(error(errc::bad_response));
   cursor_ = 0;
   switch (order_.status) {
-    case status::pending:
-      if (order_.authorizations.empty()) return fail(error(errc::bad_response));
+    case status::pending: {
+      // One authorization per identifier (RFC 8555 §7.1.3): more, or one twice, would only
+      // make a hostile CA's order long.
+      auto urls = order_.authorizations;
+      std::sort(urls.begin(), urls.end());
+      const bool distinct = std::adjacent_find(urls.begin(), urls.end()) == urls.end();
+      if (urls.empty() || urls.size() > names_.size() || !distinct) return fail(error(errc::bad_response));
       phase_ = phase::authorizations;
       return;
+    }
     case status::ready:
       // Its authorizations are valid already (an order the CA reused, or names it knows).
       phase_ = order_.finalize.empty() ? phase::failed : phase::make_csr;
@@ -264,7 +281,8 @@ void order_machine::on_order(acme_result<acme::order> r) {
     phase_ = phase::download;
     return;
   }
-  // A finalize reply may still say processing (or, briefly, ready/pending): poll once more.
+  // A finalize reply may still say processing (or, briefly, ready/pending): wait_valid polls
+  // while it is pending or processing; whatever it settles on decides.
   const bool settling = order_.status == status::processing || order_.status == status::ready ||
                         order_.status == status::pending;
   if (was == phase::finalize && settling) {

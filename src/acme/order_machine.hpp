@@ -46,7 +46,8 @@ struct order_step {
 /// One issuance as a state machine. Checks made on the CA's replies (each failure ends the
 /// issuance with the error given, after every presented challenge was cleaned up):
 /// - the order names exactly the requested identifiers (bad_response otherwise: the CSR is
-///   made for the requested names only, never for names the CA added);
+///   made for the requested names only, never for names the CA added), with at most one
+///   authorization per identifier;
 /// - each authorization is for a requested name, pending or valid (invalid, expired, ...:
 ///   order_invalid), and offers a challenge of an enabled type with a base64url token
 ///   (no_supported_challenge / bad_response);
@@ -58,7 +59,8 @@ struct order_step {
 ///   identifier (bad_response).
 class order_machine {
  public:
-  /// `names`: the DNS names requested ("*.example.com" for a wildcard). `challenge_types`:
+  /// `names`: the DNS names requested ("*.example.com" for a wildcard; compared and sent in
+  /// lower case without a trailing dot, repeats merged). `challenge_types`:
   /// the enabled challenge types that have a solver, most preferred first. `thumbprint`: the
   /// account key's RFC 7638 thumbprint (for key authorizations).
   order_machine(std::vector<std::string> names, std::vector<std::string> challenge_types, std::string thumbprint,
@@ -86,6 +88,10 @@ class order_machine {
   void on_download(acme_result<certificate_chain> r, std::vector<std::string> alternates);
   /// An alternate chain that fails to download is left out; the issuance still succeeds.
   void on_alternate(acme_result<certificate_chain> r);
+
+  /// Ends the issuance with `e` (the deadline passed, the caller gave up): next() still
+  /// asks for the cleanup of what was presented, then says failed. No-op once ended.
+  void abort(error e);
 
   /// The certificate, once next() is done (moved out; call once).
   issued_certificate take_certificate();

@@ -153,27 +153,29 @@ task<result<std::vector<sockaddr_storage>>> resolve(std::string host, std::uint1
 
 namespace {
 
-// Runs the operation `make()` gives, with MSG_DONTWAIT set by the caller, until it does not
-// say EAGAIN; between tries waits for `events` on the socket (a poll never runs in a kernel
-// worker, so its deadline and cancellation always hold).
+// Runs the operation `make()` gives until it does not say EAGAIN; between tries waits for
+// `events` on the socket (a poll never runs in a kernel worker, so its deadline and
+// cancellation always hold).
 template <class R, class MakeOp>
 task<R> until_not_eagain(int fd, unsigned events, clock::time_point deadline, std::stop_token stop, MakeOp make) {
   duration backoff = std::chrono::milliseconds(1);
+  bool polled_ready = false;
   for (;;) {
     R r = co_await make().deadline(deadline).cancel_on(stop);
     if (r || r.error() != std::errc::resource_unavailable_try_again) co_return r;
-    auto ready = co_await io::poll(fd, events).deadline(deadline).cancel_on(stop);
-    if (!ready) co_return ready.error();
-    if (!(*ready & (events | POLLERR | POLLHUP))) {
-      // Ready for something else only: a peer that half-closed shows POLLRDHUP, and a poll
-      // for POLLOUT returns at once while its receive window stays shut. Back off instead
-      // of spinning; the deadline still ends the wait.
+    if (polled_ready) {
+      // The socket polled ready yet refused again: a peer that half-closed shows POLLRDHUP
+      // while its window stays shut, and TCP memory pressure refuses sends under POLLOUT.
+      // Back off instead of spinning; the deadline still ends the wait.
       auto slept = co_await io::sleep_for(std::min(backoff, deadline - clock::now())).cancel_on(stop);
       if (!slept && slept.error() == errc::cancelled) co_return errc::cancelled;
       backoff = std::min<duration>(backoff * 2, std::chrono::milliseconds(50));
     }
     if (stop.stop_requested()) co_return errc::cancelled;
     if (clock::now() >= deadline) co_return errc::timed_out;
+    auto ready = co_await io::poll(fd, events).deadline(deadline).cancel_on(stop);
+    if (!ready) co_return ready.error();
+    polled_ready = true;
   }
 }
 
@@ -188,13 +190,13 @@ task<result<std::size_t>> send_some(int fd, std::span<const std::byte> buf, cloc
 task<result<std::size_t>> recv_some(int fd, std::span<std::byte> buf, clock::time_point deadline,
                                     std::stop_token stop) {
   return until_not_eagain<result<std::size_t>>(fd, POLLIN, deadline, std::move(stop),
-                                               [=] { return io::recv(fd, buf, MSG_DONTWAIT); });
+                                               [=] { return io::recv(fd, buf); });
 }
 
 task<result<pooled_buffer>> recv_some_pooled(int fd, buffer_pool& pool, clock::time_point deadline,
                                              std::stop_token stop) {
   return until_not_eagain<result<pooled_buffer>>(fd, POLLIN, deadline, std::move(stop),
-                                                 [fd, p = &pool] { return io::recv_pooled(fd, *p, MSG_DONTWAIT); });
+                                                 [fd, p = &pool] { return io::recv_pooled(fd, *p); });
 }
 
 task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, duration timeout, std::stop_token stop) {

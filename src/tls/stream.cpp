@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
+#include <optional>
 
 #include "letsencrypt/io/net.hpp"
 #include "letsencrypt/tls/error.hpp"
@@ -65,32 +67,53 @@ void stream::release_input() noexcept {
   if (eng_->input_pending() == 0) held_.reset();
 }
 
-io::task<result<void>> stream::flush(io::clock::time_point deadline) {
+io::task<result<void>> stream::flush(io::clock::time_point deadline, bool yields) {
   while (!eng_->pending_output().empty()) {
     if (flushing_) {
-      // The other side's flush is sending; it sends what this one added too (it runs until
-      // the engine has nothing left). Two sends at once could interleave records.
+      // Two sends at once could interleave records, so this one waits. Only a write (or
+      // shutdown) gets here, behind a read's flush whose send may be bound by the read's
+      // deadline, not this one: that flush yields at once (its unsent bytes stay pending)
+      // and this one sends everything under its own deadline.
       if (!flushed_) flushed_ = std::make_shared<io::event>();
       auto done = flushed_;
+      if (flush_yields_) {
+        take_over_ = true;
+        flush_stop_.request_stop();
+      }
       co_await done->wait();
+      // Until here the read side leaves its output to this flush (it does not start another).
+      take_over_ = false;
       if (stop_.stop_requested()) co_return errc::cancelled;
       if (io::clock::now() >= deadline && !eng_->pending_output().empty()) co_return errc::timed_out;
       continue;
     }
     flushing_ = true;
+    flush_yields_ = yields;
+    std::stop_token token = stop_;
+    std::optional<std::stop_callback<std::function<void()>>> forward;
+    if (yields) {
+      // A send that can be taken over stops on the stream's token or on the taker's.
+      flush_stop_ = std::stop_source();
+      token = flush_stop_.get_token();
+      forward.emplace(stop_, std::function<void()>([this] { flush_stop_.request_stop(); }));
+    }
     result<void> outcome = ok();
     while (!eng_->pending_output().empty()) {
       // Lent, not borrowed: a read on the other side may write (a key update's answer) while
       // this send is in flight, and that must not move these bytes.
       auto out = eng_->lend_output();
-      auto n = co_await io::send_some(fd_.get(), out, deadline, stop_);
+      auto n = co_await io::send_some(fd_.get(), out, deadline, token);
       if (!n) {
-        outcome = n.error();
+        // Taken over is not a failure here: the taker sends what is left.
+        if (!take_over_ || stop_.stop_requested()) outcome = n.error();
         break;
       }
       eng_->consume_output(*n);
+      if (take_over_) break;
     }
+    forward.reset();
     flushing_ = false;
+    flush_yields_ = false;
     if (auto waiting = std::exchange(flushed_, nullptr)) waiting->set();
     co_return outcome;
   }
@@ -125,12 +148,15 @@ io::task<result<void>> stream::fill(io::clock::time_point deadline) {
 }
 
 io::task<void> stream::send_alert() {
-  // Best effort, bounded: the connection is failing anyway. A running flush sends it itself.
+  // Best effort, bounded: the connection is failing anyway. A running flush sends it itself;
+  // otherwise this is a flush like the others, so nothing else sends meanwhile.
   if (eng_->pending_output().empty() || flushing_) co_return;
-  auto out = eng_->pending_output();
+  flushing_ = true;
+  auto out = eng_->lend_output();
   auto r = co_await io::send(fd_.get(), out, MSG_NOSIGNAL | MSG_DONTWAIT).timeout(std::chrono::milliseconds(100));
-  (void)r;
-  eng_->consume_output(out.size());
+  if (r) eng_->consume_output(*r);
+  flushing_ = false;
+  if (auto waiting = std::exchange(flushed_, nullptr)) waiting->set();
 }
 
 io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
@@ -180,7 +206,8 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
     // Post-handshake messages (key updates) may need an answer before more data comes. A
     // write's flush in progress sends it; waiting for that flush here could deadlock two
     // peers that both write more than the sockets hold.
-    if (!eng_->pending_output().empty() && !flushing_) LE_CO_TRY_VOID(co_await flush(deadline));
+    const bool sent_by_write = flushing_ || take_over_;
+    if (!eng_->pending_output().empty() && !sent_by_write) LE_CO_TRY_VOID(co_await flush(deadline, true));
     switch (r.state) {
       case status::done:
         co_return r.bytes;
@@ -190,8 +217,8 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
         LE_CO_TRY_VOID(co_await fill(deadline));
         break;
       case status::have_output:
-        // OpenSSL wants input; the output pending is the running flush's to send.
-        if (flushing_) LE_CO_TRY_VOID(co_await fill(deadline));
+        // OpenSSL wants input; the output pending is the write's to send.
+        if (flushing_ || take_over_) LE_CO_TRY_VOID(co_await fill(deadline));
         break;
       case status::want_certificate:
         co_return tls_errc::handshake_failed;

@@ -256,7 +256,7 @@ TEST(order_machine, names_compare_without_case_or_trailing_dot) {
 }
 
 TEST(order_machine, an_order_for_other_names_is_refused_before_anything_is_presented) {
-  for (auto names : std::vector<std::vector<std::string>>{{"a.test", "evil.test"}, {"evil.test"}, {}, {"a.test", "a.test"}}) {
+  for (auto names : std::vector<std::vector<std::string>>{{"a.test", "evil.test"}, {"evil.test"}, {}}) {
     scripted_ca ca;
     ca.names = names;
     ca.add_authz("a.test", {{"http-01", token_a}});
@@ -265,6 +265,38 @@ TEST(order_machine, an_order_for_other_names_is_refused_before_anything_is_prese
     ASSERT_EQ(drive(m, ca, t), k::failed);
     EXPECT_EQ(m.failure().code, errc::bad_response);
     EXPECT_TRUE(t.presented.empty());
+  }
+}
+
+TEST(order_machine, repeated_and_case_variant_names_are_one_identifier) {
+  scripted_ca ca;
+  ca.names = {"a.test"};
+  ca.add_authz("a.test", {{"http-01", token_a}});
+  auto m = make_machine({"a.test", "A.Test", "a.test."});
+  EXPECT_EQ(m.names(), std::vector<std::string>{"a.test"});
+  trace t;
+  EXPECT_EQ(drive(m, ca, t), k::done) << m.failure().message();
+  EXPECT_EQ(t.csr_names, std::vector<std::string>{"a.test"});
+}
+
+TEST(order_machine, more_authorizations_than_identifiers_or_one_twice_is_refused) {
+  for (int variant = 0; variant < 2; ++variant) {
+    scripted_ca ca;
+    ca.names = {"a.test", "b.test"};
+    ca.add_authz("a.test", {{"http-01", token_a}});
+    ca.add_authz("b.test", {{"http-01", token_b}});
+    if (variant == 0) ca.add_authz("a.test", {{"http-01", token_a}});
+    auto m = make_machine(ca.names);
+    if (variant == 1) {
+      // The same authorization listed twice.
+      auto o = ca.make_order();
+      o.authorizations = {o.authorizations[0], o.authorizations[0]};
+      m.on_new_order(o);
+    } else {
+      m.on_new_order(ca.make_order());
+    }
+    EXPECT_EQ(m.next().what, k::failed) << variant;
+    EXPECT_EQ(m.failure().code, errc::bad_response);
   }
 }
 
@@ -467,6 +499,44 @@ TEST(order_machine, an_error_at_any_step_ends_it_with_that_error_and_cleans_up) 
   EXPECT_EQ(cert->alternates.size(), 1u);
 }
 
+TEST(order_machine, a_wildcard_is_certified_only_by_the_wildcard_itself) {
+  scripted_ca ca;
+  ca.names = {"*.b.test"};
+  ca.add_authz("*.b.test", {{"dns-01", token_a}});
+  ca.certified_names = {"x.b.test"};
+  auto m = make_machine(ca.names);
+  trace t;
+  ASSERT_EQ(drive(m, ca, t), k::failed);
+  EXPECT_EQ(m.failure().code, errc::bad_response);
+}
+
+TEST(order_machine, abort_cleans_up_what_was_presented_then_fails) {
+  scripted_ca ca;
+  ca.names = {"a.test", "b.test"};
+  ca.add_authz("a.test", {{"http-01", token_a}});
+  ca.add_authz("b.test", {{"http-01", token_b}});
+  auto m = make_machine(ca.names);
+  m.on_new_order(ca.make_order());
+  for (const auto& [url, a] : ca.authzs) m.on_authorization(a);
+  ASSERT_EQ(m.next().what, k::present);
+  m.on_presented({});
+  ASSERT_EQ(m.next().what, k::present);
+  m.on_presented({});
+  ASSERT_EQ(m.next().what, k::respond);
+  m.abort(error(errc::order_timeout));
+  std::vector<std::string> cleaned;
+  while (m.next().what == k::cleanup) {
+    cleaned.push_back(m.next().challenge->url);
+    m.abort(error(errc::bad_response));  // a second abort changes nothing
+    m.on_cleaned_up();
+  }
+  EXPECT_EQ(cleaned.size(), 2u);
+  EXPECT_EQ(m.next().what, k::failed);
+  EXPECT_EQ(m.failure().code, errc::order_timeout);
+  m.abort(error(errc::bad_response));
+  EXPECT_EQ(m.failure().code, errc::order_timeout);
+}
+
 TEST(order_machine, a_reply_to_the_wrong_step_ends_it) {
   auto m = make_machine({"a.test"});
   m.on_csr(unexpected(error(errc::key_error)));  // the step is new_order
@@ -475,6 +545,34 @@ TEST(order_machine, a_reply_to_the_wrong_step_ends_it) {
 
   auto none = make_machine({});
   EXPECT_EQ(none.next().what, k::failed);
+
+  // During cleanup (or with challenges presented) it still cleans up every one first.
+  scripted_ca ca;
+  ca.names = {"a.test", "b.test"};
+  ca.add_authz("a.test", {{"http-01", token_a}});
+  ca.add_authz("b.test", {{"http-01", token_b}});
+  for (bool in_cleanup : {false, true}) {
+    auto m2 = make_machine(ca.names);
+    m2.on_new_order(ca.make_order());
+    for (const auto& [url, a] : ca.authzs) m2.on_authorization(a);
+    m2.on_presented({});
+    m2.on_presented({});
+    if (in_cleanup) {
+      m2.on_responded(unexpected(error(errc::server_internal)));
+      ASSERT_EQ(m2.next().what, k::cleanup);
+      m2.on_cleaned_up();
+      ASSERT_EQ(m2.next().what, k::cleanup);
+    }
+    m2.on_csr(unexpected(error(errc::key_error)));  // not the step asked for
+    int cleanups = 0;
+    while (m2.next().what == k::cleanup) {
+      ++cleanups;
+      m2.on_cleaned_up();
+    }
+    EXPECT_EQ(cleanups, in_cleanup ? 1 : 2);
+    EXPECT_EQ(m2.next().what, k::failed);
+    EXPECT_EQ(m2.failure().code, letsencrypt::errc::invalid_argument);
+  }
 }
 
 // Random replies at every step: the machine ends within a bounded number of steps, cleans up
@@ -538,6 +636,7 @@ TEST(order_machine, random_replies_always_end_and_clean_up) {
           break;
         case k::present:
           ASSERT_NE(s.challenge, nullptr);
+          ASSERT_EQ(cleanups, 0u) << "present after cleanup began";
           if (err) {
             m.on_presented(unexpected(error(letsencrypt::errc::not_allowed)));
           } else {

@@ -49,12 +49,15 @@ task<result<unique_fd>> connect_tcp(std::string host, std::uint16_t port, durati
 /// `stop`. Unlike a plain io::send it never blocks a kernel worker: the kernel runs a socket
 /// operation it had to retry too often in a worker thread, where a blocking send to a peer
 /// that stopped reading can outlive its deadline (the cancellation races with the hand-off).
-/// These send with MSG_DONTWAIT and wait for POLLOUT themselves when the kernel says EAGAIN.
-/// Errors: errc::timed_out, errc::cancelled, or the socket's errno (EPIPE, ECONNRESET...).
-/// `buf` must stay valid until the task completes.
+/// This one sends with MSG_DONTWAIT and waits for POLLOUT itself when the kernel says
+/// EAGAIN (backing off when the socket polls ready but still refuses). Errors:
+/// errc::timed_out, errc::cancelled, or the socket's errno (EPIPE, ECONNRESET...). `buf`
+/// must stay valid until the task completes.
 task<result<std::size_t>> send_some(int fd, std::span<const std::byte> buf, clock::time_point deadline,
                                     std::stop_token stop = {});
-/// Receives into `buf` (0: the peer closed its side), the same way (MSG_DONTWAIT, POLLIN).
+/// Receives into `buf` (0: the peer closed its side) before `deadline`. A receive waits in
+/// the kernel's own poll (every wake-up brings data, an end or an error, so it is not handed
+/// to a worker); an EAGAIN is still waited out by poll as above.
 task<result<std::size_t>> recv_some(int fd, std::span<std::byte> buf, clock::time_point deadline,
                                     std::stop_token stop = {});
 /// Receives into a buffer from `pool`, the same way. ENOBUFS as recv_pooled.

@@ -35,8 +35,9 @@ using client_hello_retry = std::function<io::task<void>(SSL*)>;
 /// and one write_all (or shutdown) may run at the same time, from coroutines on the
 /// stream's ring, so a proxy can pump both directions; any other overlap fails with
 /// errc::busy (two reads, two writes, anything during the handshake). A write whose
-/// records queue behind a send the read side started (an answer to a key update) waits for
-/// that send, bounded by the read's deadline. Not movable; hold it by unique_ptr or in place.
+/// records queue behind a send the read side started (an answer to a key update) takes
+/// that send over, so each operation is bound by its own deadline. Not movable; hold it by
+/// unique_ptr or in place.
 ///
 /// Ciphertext is received into the stream's buffer, or into a buffer of an io::buffer_pool
 /// when set_buffer_pool() was called, and lent to the engine without a copy.
@@ -96,7 +97,8 @@ class stream final : public io::byte_stream {
 
  private:
   struct busy_guard;
-  io::task<result<void>> flush(io::clock::time_point deadline);
+  /// Sends the engine's output. `yields`: a write may take this flush over (the read side's).
+  io::task<result<void>> flush(io::clock::time_point deadline, bool yields = false);
   io::task<result<void>> fill(io::clock::time_point deadline);
   io::task<void> send_alert();
   void release_input() noexcept;
@@ -114,6 +116,9 @@ class stream final : public io::byte_stream {
   bool established_ = false;         // the handshake finished once
   bool flushing_ = false;            // a send of the engine's output is in flight
   std::shared_ptr<io::event> flushed_;  // set when that send ends (made only if awaited)
+  bool flush_yields_ = false;        // the running flush is the read side's
+  bool take_over_ = false;           // a write asked it to stop and waits to send the rest
+  std::stop_source flush_stop_;      // stops the read side's send for the taker
   bool fin_sent_ = false;
 };
 
