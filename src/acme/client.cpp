@@ -429,9 +429,13 @@ io::task<acme_result<issued_certificate>> client::obtain_impl(const order_reques
     const order_step step = m.next();
     using k = order_step::kind;
     switch (step.what) {
-      case k::new_order:
-        m.on_new_order(co_await new_order(req));
+      case k::new_order: {
+        // The names as the machine compares them: lower case, no trailing dot, no repeats.
+        order_request normalised = req;
+        normalised.names = m.names();
+        m.on_new_order(co_await new_order(normalised));
         break;
+      }
       case k::fetch_authorization:
         m.on_authorization(co_await get_authorization(std::string(step.url)));
         break;

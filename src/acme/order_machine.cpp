@@ -104,14 +104,21 @@ bool order_machine::expect(phase p) {
   if (phase_ == p) return true;
   // A driver answering a step it was not given is a bug; end rather than act on it, still
   // cleaning up whatever was presented.
-  if (phase_ == phase::cleanup)
-    pending_error_ = error(letsencrypt::errc::invalid_argument);
-  else if (phase_ != phase::failed && phase_ != phase::done)
+  if (phase_ == phase::cleanup) {
+    if (!pending_error_) pending_error_ = error(letsencrypt::errc::invalid_argument);
+  } else if (phase_ != phase::failed && phase_ != phase::done)
     fail(error(letsencrypt::errc::invalid_argument));
   return false;
 }
 
 void order_machine::abort(error e) {
+  // Once the certificate is issued it is kept: the download finishes (its request has its
+  // own timeout), and alternates are optional.
+  if (phase_ == phase::download) return;
+  if (phase_ == phase::alternates) {
+    phase_ = phase::done;
+    return;
+  }
   if (phase_ == phase::cleanup) {
     if (!pending_error_) pending_error_ = std::move(e);
   } else if (phase_ != phase::failed && phase_ != phase::done) {

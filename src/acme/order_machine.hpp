@@ -90,7 +90,9 @@ class order_machine {
   void on_alternate(acme_result<certificate_chain> r);
 
   /// Ends the issuance with `e` (the deadline passed, the caller gave up): next() still
-  /// asks for the cleanup of what was presented, then says failed. No-op once ended.
+  /// asks for the cleanup of what was presented, then says failed. An issued certificate is
+  /// kept: during its download this does nothing, during alternates it ends as done. No-op
+  /// once ended; the first error stays.
   void abort(error e);
 
   /// The certificate, once next() is done (moved out; call once).

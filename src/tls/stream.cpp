@@ -74,6 +74,9 @@ io::task<result<void>> stream::flush(io::clock::time_point deadline, bool yields
       // shutdown) gets here, behind a read's flush whose send may be bound by the read's
       // deadline, not this one: that flush yields at once (its unsent bytes stay pending)
       // and this one sends everything under its own deadline.
+      // An operation already over its deadline or stopped leaves the read's send alone.
+      if (stop_.stop_requested()) co_return errc::cancelled;
+      if (io::clock::now() >= deadline) co_return errc::timed_out;
       if (!flushed_) flushed_ = std::make_shared<io::event>();
       auto done = flushed_;
       if (flush_yields_) {

@@ -263,6 +263,22 @@ TEST(acme_client, failed_validation_restarts_order_and_cleans_up) {
   EXPECT_NE(res.error().message().find("wrong key authorization"), std::string::npos);
 }
 
+TEST(acme_client, names_go_to_the_ca_in_lower_case_without_repeats_or_trailing_dot) {
+  fake_ca ca;
+  recording_solver solver(&ca);
+  acme::client c(options_for(ca), new_key());
+  ASSERT_TRUE(run(c.register_account(agree())));
+  acme::order_request req;
+  req.names = {"A.Example.com", "a.example.com.", "b.example.com", "a.example.com"};
+  req.solvers["http-01"] = &solver;
+  auto r = run(c.obtain(req));
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_FALSE(ca.order_payloads.empty());
+  EXPECT_EQ(ca.order_payloads.back(),
+            R"({"identifiers":[{"type":"dns","value":"a.example.com"},{"type":"dns","value":"b.example.com"}]})");
+  EXPECT_EQ(solver.presents, 2);
+}
+
 TEST(acme_client, solver_failure_and_missing_solver) {
   fake_ca ca;
   recording_solver solver(&ca);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -35,6 +36,8 @@ struct scripted_ca {
   std::set<std::string> settle_invalid;         // authorization URLs that end invalid
   std::map<k, error> fail_at;                   // the first time a step comes, it fails so
   std::set<std::string> present_fails;          // identifiers whose present() fails
+  // Called before each step is answered (after next() says what it is).
+  std::function<void(order_machine&, k)> before_step;
   testing::test_certs ca{"order machine test CA"};
 
   order make_order() const {
@@ -73,6 +76,7 @@ k drive(order_machine& m, scripted_ca& ca, trace& t, std::optional<issued_certif
   EVP_PKEY* csr_key = nullptr;
   std::string csr_key_holder;
   for (int guard = 0; guard < 1000; ++guard) {
+    if (ca.before_step) ca.before_step(m, m.next().what);
     const order_step s = m.next();
     t.steps.push_back(s.what);
     if (auto f = ca.fail_at.find(s.what); f != ca.fail_at.end()) {
@@ -537,6 +541,28 @@ TEST(order_machine, abort_cleans_up_what_was_presented_then_fails) {
   EXPECT_EQ(m.failure().code, errc::order_timeout);
 }
 
+TEST(order_machine, abort_keeps_an_issued_certificate) {
+  scripted_ca ca;
+  ca.names = {"a.test"};
+  ca.add_authz("a.test", {{"http-01", token_a}});
+  ca.alternates = {"https://ca.test/alt/1", "https://ca.test/alt/2"};
+  int aborts = 0;
+  ca.before_step = [&](order_machine& m, k what) {
+    if (what == k::download || what == k::download_alternate) {
+      ++aborts;
+      m.abort(error(errc::order_timeout));
+    }
+  };
+  auto m = make_machine(ca.names);
+  trace t;
+  std::optional<issued_certificate> cert;
+  ASSERT_EQ(drive(m, ca, t, &cert), k::done) << m.failure().message();
+  ASSERT_TRUE(cert);
+  EXPECT_FALSE(cert->chain.pem.empty());
+  EXPECT_TRUE(cert->alternates.empty());  // the abort during alternates ended it there
+  EXPECT_EQ(aborts, 2);                   // at the download (ignored) and the first alternate
+}
+
 TEST(order_machine, a_reply_to_the_wrong_step_ends_it) {
   auto m = make_machine({"a.test"});
   m.on_csr(unexpected(error(errc::key_error)));  // the step is new_order
@@ -571,7 +597,12 @@ TEST(order_machine, a_reply_to_the_wrong_step_ends_it) {
     }
     EXPECT_EQ(cleanups, in_cleanup ? 1 : 2);
     EXPECT_EQ(m2.next().what, k::failed);
-    EXPECT_EQ(m2.failure().code, letsencrypt::errc::invalid_argument);
+    // The first failure stays the one reported.
+    if (in_cleanup) {
+      EXPECT_EQ(m2.failure().code, errc::server_internal);
+    } else {
+      EXPECT_EQ(m2.failure().code, letsencrypt::errc::invalid_argument);
+    }
   }
 }
 
