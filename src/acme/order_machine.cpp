@@ -104,11 +104,16 @@ bool order_machine::expect(phase p) {
   if (phase_ == p) return true;
   // A driver answering a step it was not given is a bug; end rather than act on it, still
   // cleaning up whatever was presented.
-  if (phase_ == phase::cleanup) {
-    if (!pending_error_) pending_error_ = error(letsencrypt::errc::invalid_argument);
-  } else if (phase_ != phase::failed && phase_ != phase::done)
-    fail(error(letsencrypt::errc::invalid_argument));
+  end_with(error(letsencrypt::errc::invalid_argument));
   return false;
+}
+
+void order_machine::end_with(error e) {
+  if (phase_ == phase::cleanup) {
+    if (!pending_error_) pending_error_ = std::move(e);  // the first failure is the one reported
+  } else if (phase_ != phase::failed && phase_ != phase::done) {
+    fail(std::move(e));
+  }
 }
 
 void order_machine::abort(error e) {
@@ -119,11 +124,7 @@ void order_machine::abort(error e) {
     phase_ = phase::done;
     return;
   }
-  if (phase_ == phase::cleanup) {
-    if (!pending_error_) pending_error_ = std::move(e);
-  } else if (phase_ != phase::failed && phase_ != phase::done) {
-    fail(std::move(e));
-  }
+  end_with(std::move(e));
 }
 
 bool order_machine::is_requested(std::string_view name) const noexcept {

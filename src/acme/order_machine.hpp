@@ -113,6 +113,8 @@ class order_machine {
   bool is_requested(std::string_view name) const noexcept;
   /// Ends the issuance with `e`: through cleanup when challenges were presented.
   void fail(error e);
+  /// fail(), or during cleanup records `e` unless a failure is already recorded.
+  void end_with(error e);
   /// Moves past the challenge phases to cleanup (or straight on when nothing was presented).
   void begin_cleanup();
   void after_authorizations();
