@@ -127,6 +127,12 @@ void order_machine::abort(error e) {
   end_with(std::move(e));
 }
 
+bool order_machine::next_item(std::size_t count) noexcept {
+  if (++cursor_ < count) return false;
+  cursor_ = 0;
+  return true;
+}
+
 bool order_machine::is_requested(std::string_view name) const noexcept {
   return std::any_of(names_.begin(), names_.end(), [&](const std::string& n) { return same_name(n, name); });
 }
@@ -219,12 +225,7 @@ void order_machine::on_authorization(acme_result<authorization> r) {
     w.authz_url = order_.authorizations[cursor_];
     work_.push_back(std::move(w));
   }
-  if (++cursor_ < order_.authorizations.size()) return;
-  after_authorizations();
-}
-
-void order_machine::after_authorizations() {
-  cursor_ = 0;
+  if (!next_item(order_.authorizations.size())) return;
   // Every challenge is presented before any is answered, so the CA validates them in parallel.
   phase_ = work_.empty() ? phase::wait_ready : phase::present;
 }
@@ -233,18 +234,14 @@ void order_machine::on_presented(acme_result<void> r) {
   if (!expect(phase::present)) return;
   if (!r) return fail(std::move(r).error());
   work_[cursor_].presented = true;
-  if (++cursor_ < work_.size()) return;
-  cursor_ = 0;
-  phase_ = phase::respond;
+  if (next_item(work_.size())) phase_ = phase::respond;
 }
 
 void order_machine::on_responded(acme_result<challenge> r) {
   if (!expect(phase::respond)) return;
   if (!r) return fail(std::move(r).error());
   if (r->status == status::invalid) return fail(with_problem(errc::order_invalid, r->error));
-  if (++cursor_ < work_.size()) return;
-  cursor_ = 0;
-  phase_ = phase::settle;
+  if (next_item(work_.size())) phase_ = phase::settle;
 }
 
 void order_machine::on_authorization_settled(acme_result<authorization> r) {
@@ -256,8 +253,7 @@ void order_machine::on_authorization_settled(acme_result<authorization> r) {
       if (c.url == work_[cursor_].info.url && c.error) e.problem = c.error;
     return fail(std::move(e));
   }
-  if (++cursor_ < work_.size()) return;
-  begin_cleanup();
+  if (next_item(work_.size())) begin_cleanup();
 }
 
 void order_machine::on_cleaned_up() {
@@ -322,7 +318,7 @@ void order_machine::on_alternate(acme_result<certificate_chain> r) {
   if (!expect(phase::alternates)) return;
   // An alternate is offered, not required: one for another key is dropped like a failed one.
   if (r && leaf_matches(r->pem, csr_->key.get(), names_)) out_.alternates.push_back(std::move(r).value());
-  if (++cursor_ >= alternate_urls_.size()) phase_ = phase::done;
+  if (next_item(alternate_urls_.size())) phase_ = phase::done;
 }
 
 issued_certificate order_machine::take_certificate() {

@@ -117,7 +117,9 @@ class order_machine {
   void end_with(error e);
   /// Moves past the challenge phases to cleanup (or straight on when nothing was presented).
   void begin_cleanup();
-  void after_authorizations();
+  /// Moves the cursor to the next of `count` items; true, with the cursor back at 0, when
+  /// every item has had its turn.
+  bool next_item(std::size_t count) noexcept;
   bool expect(phase p);
 
   std::vector<std::string> names_;
