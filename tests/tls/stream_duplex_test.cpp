@@ -58,6 +58,12 @@ struct duplex_test : ::testing::Test {
   struct pair {
     std::unique_ptr<tls::stream> server, client;
   };
+  // The server context with TLS 1.3 only (key updates are a TLS 1.3 message).
+  static tls::ssl_ctx_ptr tls13_context() {
+    auto ctx = test_certs::server_context(*leaf);
+    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+    return ctx;
+  }
   // A connected, handshaken pair on the current ring (TLS 1.3).
   static io::task<pair> connect_pair(SSL_CTX* sctx) {
     pair p;
@@ -126,6 +132,26 @@ io::task<result<std::size_t>> pump_in(tls::stream& s, std::size_t total, unsigne
   co_return got;
 }
 
+// Both ends write `total` bytes and read the other's at once: the server writes pattern
+// `seed`, the client pattern `seed + 1`, asking for a key update every `key_update_every`
+// bytes (0: never). Expects every byte to arrive, in order.
+io::task<void> pump_both_ways(tls::stream& server, tls::stream& client, std::size_t total, unsigned seed,
+                              std::size_t key_update_every = 0) {
+  auto [a, b, c, d] = co_await io::when_all(pump_out(server, total, seed), pump_in(server, total, seed + 1),
+                                             pump_out(client, total, seed + 1, key_update_every),
+                                             pump_in(client, total, seed));
+  EXPECT_TRUE(a) << a.error().message();
+  EXPECT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(b) << b.error().message();
+  EXPECT_TRUE(d) << d.error().message();
+  if (b) {
+    EXPECT_EQ(*b, total);
+  }
+  if (d) {
+    EXPECT_EQ(*d, total);
+  }
+}
+
 }  // namespace
 
 TEST_F(duplex_test, both_ends_read_and_write_at_once_with_full_socket_buffers) {
@@ -133,20 +159,11 @@ TEST_F(duplex_test, both_ends_read_and_write_at_once_with_full_socket_buffers) {
   // a half-duplex stream (or a read that waited for the write's send) would never finish.
   constexpr std::size_t total = 4 << 20;
   io::ring r;
-  auto sctx = test_certs::server_context(*leaf);
-  SSL_CTX_set_min_proto_version(sctx.get(), TLS1_3_VERSION);
+  auto sctx = tls13_context();
   auto run = [&]() -> io::task<void> {
     auto p = co_await connect_pair(sctx.get());
     if (!p.server || !p.client) co_return;
-    auto [a, b, c, d] = co_await io::when_all(pump_out(*p.server, total, 1), pump_in(*p.server, total, 2),
-                                               pump_out(*p.client, total, 2), pump_in(*p.client, total, 1));
-    EXPECT_TRUE(a) << a.error().message();
-    EXPECT_TRUE(c) << c.error().message();
-    EXPECT_TRUE(b) << b.error().message();
-    EXPECT_TRUE(d) << d.error().message();
-    if (!b || !d) co_return;
-    EXPECT_EQ(*b, total);
-    EXPECT_EQ(*d, total);
+    co_await pump_both_ways(*p.server, *p.client, total, 1);
   };
   r.run(run());
 }
@@ -157,8 +174,7 @@ TEST_F(duplex_test, key_updates_are_answered_while_a_write_is_sending) {
   // Bytes moved under that send would fail the client's decryption or the pattern check.
   constexpr std::size_t total = 4 << 20;
   io::ring r;
-  auto sctx = test_certs::server_context(*leaf);
-  SSL_CTX_set_min_proto_version(sctx.get(), TLS1_3_VERSION);
+  auto sctx = tls13_context();
   auto run = [&]() -> io::task<void> {
     auto p = co_await connect_pair(sctx.get());
     if (!p.server || !p.client) co_return;
@@ -171,16 +187,7 @@ TEST_F(duplex_test, key_updates_are_answered_while_a_write_is_sending) {
         ++*static_cast<int*>(arg);
     });
     SSL_set_msg_callback_arg(p.server->native(), &answers);
-    auto [a, b, c, d] = co_await io::when_all(pump_out(*p.server, total, 3), pump_in(*p.server, total, 4),
-                                               pump_out(*p.client, total, 4, 256 * 1024),
-                                               pump_in(*p.client, total, 3));
-    EXPECT_TRUE(a) << a.error().message();
-    EXPECT_TRUE(c) << c.error().message();
-    EXPECT_TRUE(b) << b.error().message();
-    EXPECT_TRUE(d) << d.error().message();
-    if (!b || !d) co_return;
-    EXPECT_EQ(*b, total);
-    EXPECT_EQ(*d, total);
+    co_await pump_both_ways(*p.server, *p.client, total, 3, 256 * 1024);
     // One more byte from the server carries an answer OpenSSL may still hold for its next
     // write. The client asked 15 times (at each 256 KiB but the first): 15 answers.
     const std::string one = "!";
@@ -199,8 +206,7 @@ TEST_F(duplex_test, a_write_behind_the_reads_send_keeps_its_own_deadline) {
   // arrives meanwhile takes that send over and fails at its own 300 ms deadline; the read
   // goes back to reading and returns the client's byte.
   io::ring r;
-  auto sctx = test_certs::server_context(*leaf);
-  SSL_CTX_set_min_proto_version(sctx.get(), TLS1_3_VERSION);
+  auto sctx = tls13_context();
   auto run = [&]() -> io::task<void> {
     auto p = co_await connect_pair(sctx.get());
     if (!p.server || !p.client) co_return;
