@@ -115,9 +115,7 @@ io::task<result<void>> stream::flush(io::clock::time_point deadline, bool yields
       if (take_over_) break;
     }
     forward.reset();
-    flushing_ = false;
-    flush_yields_ = false;
-    if (auto waiting = std::exchange(flushed_, nullptr)) waiting->set();
+    end_flush();
     co_return outcome;
   }
   co_return ok();
@@ -158,7 +156,12 @@ io::task<void> stream::send_alert() {
   auto out = eng_->lend_output();
   auto r = co_await io::send(fd_.get(), out, MSG_NOSIGNAL | MSG_DONTWAIT).timeout(std::chrono::milliseconds(100));
   if (r) eng_->consume_output(*r);
+  end_flush();
+}
+
+void stream::end_flush() {
   flushing_ = false;
+  flush_yields_ = false;
   if (auto waiting = std::exchange(flushed_, nullptr)) waiting->set();
 }
 

@@ -79,8 +79,8 @@ struct op_state : completion {
     auto* s = static_cast<timeout_part*>(c)->op;
     // It fired: -ETIME, it cancelled the operation; -EALREADY, the kernel was running the
     // operation in a worker and interrupted it (-EINTR follows); -ENOENT, the operation was
-    // between two states and the cancel missed it (io::send_some and recv_some exist so
-    // that a socket operation cannot then block on in a worker).
+    // between two states and the cancel missed it (io::send_some exists so that a send
+    // cannot then block on in a worker).
     if (res == -ETIME || res == -EALREADY || res == -ENOENT) s->timed_out_ = true;
     if (--s->pending_ == 0) s->ring_->schedule(s->waiter_);
   }

@@ -101,6 +101,8 @@ class stream final : public io::byte_stream {
   io::task<result<void>> flush(io::clock::time_point deadline, bool yields = false);
   io::task<result<void>> fill(io::clock::time_point deadline);
   io::task<void> send_alert();
+  /// Marks the running send as ended and wakes the operation waiting for it.
+  void end_flush();
   void release_input() noexcept;
 
   io::unique_fd fd_;
