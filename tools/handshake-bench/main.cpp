@@ -112,6 +112,7 @@ struct options {
   unsigned sessions = 256;
   bool json = false;
   std::string plot;
+  std::string trace;
   std::string label;
   std::string verify_ca;
 };
@@ -159,6 +160,11 @@ Server cost:
 Output:
   --json                 print one JSON object instead of text
   --plot FILE.png        write the latency distribution with gnuplot
+  --trace FILE           write one line per measured attempt: due time (us from the
+                         start of measurement), start delay (us the attempt started after
+                         it was due; open loop), latency (us), and ok or the failure kind;
+                         shows whether slow handshakes come in bursts and whether the load
+                         generator itself started late
   --label TEXT           a label for the report and plot
   -h, --help             this text
 Exit status: 0 when at least one handshake succeeded, 1 on a run failure (server not
@@ -286,6 +292,8 @@ options parse_args(int argc, char** argv) {
       }
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--trace") {
+      o.trace = need();
     } else if (a == "--plot") {
       o.plot = need();
     } else if (a == "--label") {
@@ -394,6 +402,16 @@ struct run_state {
   std::uint64_t scheduled = 0;
   std::uint64_t late_starts = 0;  // measured attempts started > 1 ms after they were due
   histogram latency;
+  // Open loop: how long after its due time each attempt really started (a timer firing late,
+  // the load generator's core taken by another task). It is part of `latency`, so a server
+  // is only judged fairly when this stays small.
+  histogram start_delay;
+  struct trace_row {
+    std::int64_t due_us, delay_us, latency_us;
+    outcome result;
+  };
+  std::vector<trace_row> trace;  // --trace; bounded by max_trace_rows
+  static constexpr std::size_t max_trace_rows = 20'000'000;
   std::array<std::uint64_t, failure_kinds> failures{};
   std::array<std::string, failure_kinds> first_message{};
   bool finished = false;
@@ -767,6 +785,7 @@ io::task<void> worker(run_state& st, unsigned id) {
     std::string msg;
     bool reused = false;
     auto t0 = clock::now();
+    auto started = t0;
     if (st.opt.rate > 0) {
       // The next due time goes to whichever connection is free; when none was free in time,
       // the wait shows in the latency instead of silently lowering the offered load.
@@ -779,6 +798,7 @@ io::task<void> worker(run_state& st, unsigned id) {
         ++st.late_starts;
       }
       t0 = due;
+      started = clock::now();
     }
     outcome o;
     if (st.opt.mode == run_mode::flood)
@@ -790,6 +810,11 @@ io::task<void> worker(run_state& st, unsigned id) {
     if (o == outcome::cancelled) break;
     if (!st.measuring) continue;
     ++st.attempts;
+    if (st.opt.rate > 0) st.start_delay.record(static_cast<std::uint64_t>(duration_cast<nanoseconds>(started - t0).count()));
+    if (!st.opt.trace.empty() && st.trace.size() < run_state::max_trace_rows) {
+      auto to_us = [](clock::duration d) { return duration_cast<std::chrono::microseconds>(d).count(); };
+      st.trace.push_back({to_us(t0 - st.measure_start), to_us(started - t0), to_us(t1 - t0), o});
+    }
     if (o == outcome::ok) {
       st.latency.record(static_cast<std::uint64_t>(duration_cast<nanoseconds>(t1 - t0).count()));
       ++st.successes;
@@ -871,6 +896,20 @@ std::string json_escape(std::string_view s) {
     }
   }
   return o;
+}
+
+// Writes --trace: a header, then one line per measured attempt in the order they finished.
+// Fails (false) when the file cannot be written.
+bool write_trace(const run_state& st, const std::string& file) {
+  std::ofstream out(file, std::ios::trunc);
+  if (!out) return false;
+  out << "# due_us start_delay_us latency_us result\n";
+  for (const auto& r : st.trace)
+    out << r.due_us << ' ' << r.delay_us << ' ' << r.latency_us << ' '
+        << (r.result == outcome::ok ? "ok" : outcome_name(r.result)) << '\n';
+  if (st.trace.size() == run_state::max_trace_rows) out << "# truncated at " << run_state::max_trace_rows << " rows\n";
+  out.flush();
+  return static_cast<bool>(out);
 }
 
 int write_plot(const run_state& st, const std::string& file) {
@@ -1028,7 +1067,13 @@ int main(int argc, char** argv) {
   std::uint64_t failed = 0;
   for (auto f : st.failures) failed += f;
 
+  auto delay_us = [&](double p) { return double(st.start_delay.value_at(p)) / 1e3; };
   if (opt.json) {
+    const std::string delay_json =
+        opt.rate > 0 && st.start_delay.count()
+            ? fmt::format("{{\"p50\":{:.1f},\"p99\":{:.1f},\"max\":{:.1f}}}", delay_us(50), delay_us(99),
+                          double(st.start_delay.max()) / 1e3)
+            : std::string("null");
     std::string errors;
     for (std::size_t k = 0; k < failure_kinds; ++k)
       if (st.failures[k])
@@ -1044,13 +1089,14 @@ int main(int argc, char** argv) {
         "{{\"label\":\"{}\",\"mode\":\"{}\",\"http\":{},\"host\":\"{}\",\"port\":{},\"connections\":{},\"names\":{},"
         "\"rate\":{},\"late_starts\":{},\"seconds\":{:.3f},\"attempts\":{},\"handshakes\":{},\"resumed\":{},\"failures\":{},\"handshakes_per_s\":{:.1f},"
         "\"latency_us\":{{\"p50\":{:.1f},\"p90\":{:.1f},\"p99\":{:.1f},\"p99_9\":{:.1f},\"max\":{:.1f},\"mean\":{:.1f}}},"
+        "\"start_delay_us\":{},"
         "\"errors\":{{{}}},\"first_error\":{{{}}},\"client_cpu_s\":{:.3f},\"client_cpu_share\":{:.3f},"
         "\"server_cpu_s\":{},\"server_cpu_share\":{},\"handshakes_per_server_cpu_s\":{},"
         "\"negotiated\":{{\"cipher\":\"{}\",\"group\":\"{}\"}},\"flight_records\":{},\"warnings\":[{}]}}\n",
         json_escape(opt.label), mode_name(opt.mode), opt.http ? "true" : "false", json_escape(opt.host), opt.port,
         opt.connections, opt.names.size(), opt.rate > 0 ? fmt::format("{:.1f}", opt.rate) : "null", st.late_starts, secs,
         st.attempts, st.successes, st.resumed, failed, rate, us(50), us(90), us(99),
-        us(99.9), double(st.latency.max()) / 1e3, st.latency.mean() / 1e3, errors, first, client_cpu,
+        us(99.9), double(st.latency.max()) / 1e3, st.latency.mean() / 1e3, delay_json, errors, first, client_cpu,
         secs > 0 ? client_cpu / secs : 0, server_cpu ? fmt::format("{:.3f}", *server_cpu) : "null",
         server_cpu && secs > 0 ? fmt::format("{:.3f}", *server_cpu / secs) : "null",
         per_server_cpu ? fmt::format("{:.1f}", *per_server_cpu) : "null", json_escape(cap.cipher), json_escape(cap.group),
@@ -1064,6 +1110,9 @@ int main(int argc, char** argv) {
     if (opt.rate > 0)
       fmt::print("  offered         {:.1f}/s open loop, {} starts late by > 1 ms (no free connection)\n", opt.rate,
                  st.late_starts);
+    if (opt.rate > 0 && st.start_delay.count())
+      fmt::print("  start delay(us) p50 {:.1f}  p99 {:.1f}  max {:.1f} (the load generator's own lateness, inside latency)\n",
+                 delay_us(50), delay_us(99), double(st.start_delay.max()) / 1e3);
     fmt::print("  handshakes      {} ({:.1f}/s){}\n", st.successes, rate,
                opt.mode == run_mode::resume ? fmt::format(", {} resumed", st.resumed) : "");
     fmt::print("  latency (us)    p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}  mean {:.1f}\n", us(50),
@@ -1082,6 +1131,7 @@ int main(int argc, char** argv) {
     for (const auto& w : warnings) fmt::print("  warning: {}\n", w);
   }
 
+  if (!opt.trace.empty() && !write_trace(st, opt.trace)) fatal("cannot write " + opt.trace);
   if (!opt.plot.empty()) {
     if (st.latency.count() == 0) {
       fmt::print(stderr, "handshake-bench: no latency to plot\n");
