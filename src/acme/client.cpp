@@ -361,8 +361,15 @@ io::duration next_interval(const http_response& r, io::duration& current, const 
 }
 }  // namespace
 
-io::task<acme_result<order>> client::wait_order(std::string url, io::clock::time_point deadline) {
+io::task<acme_result<order>> client::wait_order(std::string url, io::clock::time_point deadline,
+                                                io::duration first_wait) {
   io::duration interval = options_.poll_initial;
+  if (first_wait > io::duration::zero()) {
+    // RFC 8555 7.4: a client polling a processing order honours the CA's Retry-After.
+    const io::duration d = std::min<io::duration>(first_wait, options_.poll_max_retry_after);
+    if (io::clock::now() + d > deadline) co_return unexpected(error(errc::order_timeout));
+    LE_CO_TRY_VOID(co_await pause(d));
+  }
   while (true) {
     LE_CO_TRY(rep, co_await post(url, ""));
     LE_CO_TRY(o, parsed(parse_order(rep.http.body)));
@@ -392,6 +399,7 @@ io::task<acme_result<order>> client::finalize(const order& o, std::string_view c
   LE_CO_TRY(rep, co_await post(o.finalize, payload));
   LE_CO_TRY(r, parsed(parse_order(rep.http.body)));
   r.url = o.url;
+  if (auto ra = parse_retry_after(rep.http.header("Retry-After"))) r.retry_after = *ra;
   co_return r;
 }
 
@@ -458,8 +466,11 @@ io::task<acme_result<issued_certificate>> client::obtain_impl(const order_reques
         m.on_cleaned_up();
         break;
       case k::wait_ready:
-      case k::wait_valid:
         m.on_order(co_await wait_order(std::string(step.url), deadline));
+        break;
+      case k::wait_valid:
+        // The finalize reply's Retry-After says when the certificate may be ready.
+        m.on_order(co_await wait_order(std::string(step.url), deadline, m.current_order().retry_after));
         break;
       case k::make_csr: {
         auto r = make_csr(m.csr_names(), req.key_type);

@@ -397,6 +397,46 @@ TEST(acme_client, garbage_responses_are_clean_errors) {
   EXPECT_EQ(dir.error().code, acme::errc::bad_response);
 }
 
+// RFC 8555 7.4: finalize may answer "processing" with Retry-After; the client waits that
+// long before it polls the order, rather than polling at its own short interval.
+TEST(acme_client, finalize_retry_after_is_honoured) {
+  fake_ca ca;
+  ca.finalize_retry_after = 1;
+  recording_solver solver(&ca);
+  acme::client c(options_for(ca), new_key());  // polls every 1-5 ms on its own
+  ASSERT_TRUE(run(c.register_account(agree())));
+  acme::order_request req;
+  req.names = {"a.example.com"};
+  req.solvers["http-01"] = &solver;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run(c.obtain(req));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  EXPECT_EQ(ca.early_order_polls, 0);
+  EXPECT_EQ(r->order.status, acme::status::valid);
+  EXPECT_TRUE(chain_verifies(r->chain.pem, ca.ca_pem()));
+}
+
+// A Retry-After that runs past the order's deadline ends the issuance at once.
+TEST(acme_client, finalize_retry_after_past_the_deadline_times_out) {
+  fake_ca ca;
+  ca.finalize_retry_after = 30;
+  recording_solver solver(&ca);
+  auto opts = options_for(ca);
+  opts.order_timeout = std::chrono::seconds(5);
+  acme::client c(opts, new_key());
+  ASSERT_TRUE(run(c.register_account(agree())));
+  acme::order_request req;
+  req.names = {"a.example.com"};
+  req.solvers["http-01"] = &solver;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run(c.obtain(req));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, acme::errc::order_timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
+  EXPECT_EQ(ca.early_order_polls, 0);
+}
+
 TEST(acme_client, order_deadline_bounds_polling) {
   fake_ca ca;
   ca.pending_polls = 1000000;

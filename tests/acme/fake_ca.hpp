@@ -3,6 +3,7 @@
 // test's solver presented, and issues real certificates from its own CA key.
 #pragma once
 
+#include <chrono>
 #include <openssl/core_names.h>
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
@@ -42,6 +43,9 @@ class fake_ca {
   bool fail_validation = false;                 // challenges become invalid
   bool hang = false;                            // every request waits until cancelled
   int alternates = 1;                           // Link rel="alternate" chains offered
+  // When >= 0: finalize answers "processing" with this Retry-After (seconds), and the order
+  // stays processing until that time has passed.
+  int finalize_retry_after = -1;
   std::string leave_invalid_json_at;            // path prefix whose answer is garbage
   // What the solver presented: challenge type + token -> key authorization. The test's
   // solver fills it; validation checks it against the account's real thumbprint.
@@ -50,6 +54,7 @@ class fake_ca {
   // Observations.
   int requests = 0;
   int bad_nonces_sent = 0;
+  int early_order_polls = 0;  // order polls while processing, before the Retry-After passed
   std::vector<std::string> order_payloads;
   std::set<std::string> revoked_serials;
 
@@ -112,6 +117,7 @@ class fake_ca {
   struct order {
     std::string status = "pending", account, profile, replaces, cert;
     std::vector<std::string> names, authzs;
+    std::chrono::steady_clock::time_point processing_until{};
   };
   struct jws {
     std::string payload, url, kid, jwk;
@@ -450,6 +456,11 @@ class fake_ca {
   }
 
   void update_order(order& o) {
+    if (o.status == "processing") {
+      if (std::chrono::steady_clock::now() < o.processing_until) return;
+      o.status = "valid";
+      return;
+    }
     if (o.status != "pending") return;
     bool all_valid = true;
     for (auto& aid : o.authzs) {
@@ -467,13 +478,19 @@ class fake_ca {
     auto it = orders_.find(oid);
     if (it == orders_.end()) return problem(404, "malformed", "no order");
     auto& o = it->second;
+    if (o.status == "processing" && std::chrono::steady_clock::now() < o.processing_until) ++early_order_polls;
     update_order(o);
+    return order_body(o, oid);
+  }
+
+  // The order's JSON; no certificate URL until it is valid.
+  acme::http_response order_body(const order& o, const std::string& oid) {
     std::string ids, az;
     for (auto& n : o.names) ids += (ids.empty() ? "" : ",") + std::string("{\"type\":\"dns\",\"value\":") + acme::json_string(n) + "}";
     for (auto& a : o.authzs) az += (az.empty() ? "\"" : ",\"") + base + "/authz/" + a + "\"";
     std::string body = "{\"status\":\"" + o.status + "\",\"identifiers\":[" + ids + "],\"authorizations\":[" + az +
                        "],\"finalize\":\"" + base + "/order/" + oid + "/finalize\"";
-    if (!o.cert.empty()) body += ",\"certificate\":\"" + base + "/cert/" + o.cert + "\"";
+    if (!o.cert.empty() && o.status == "valid") body += ",\"certificate\":\"" + base + "/cert/" + o.cert + "\"";
     if (!o.profile.empty()) body += ",\"profile\":" + acme::json_string(o.profile);
     if (!o.replaces.empty()) body += ",\"replaces\":" + acme::json_string(o.replaces);
     body += "}";
@@ -564,8 +581,15 @@ class fake_ca {
     std::string cid = std::to_string(next_id_++);
     certs_[cid] = leaf + ca_pem();
     o.cert = cid;
-    o.status = "valid";
-    return order_json(oid);
+    if (finalize_retry_after < 0) {
+      o.status = "valid";
+      return order_json(oid);
+    }
+    o.status = "processing";
+    o.processing_until = std::chrono::steady_clock::now() + std::chrono::seconds(finalize_retry_after);
+    auto r = order_body(o, oid);
+    r.headers.emplace_back("Retry-After", std::to_string(finalize_retry_after));
+    return r;
   }
 
   acme::http_response cert(const std::string& cid) {

@@ -186,11 +186,15 @@ class client {
   /// Tells the CA the challenge is ready (POST {}).
   io::task<acme_result<challenge>> respond_challenge(std::string url);
   io::task<acme_result<authorization>> deactivate_authorization(std::string url);
-  /// Polls the order until it leaves pending/processing (or `deadline`: order_timeout).
-  io::task<acme_result<order>> wait_order(std::string url, io::clock::time_point deadline);
+  /// Polls the order until it leaves pending/processing (or `deadline`: order_timeout). The
+  /// first poll waits `first_wait` (a Retry-After the CA already gave, such as finalize's;
+  /// capped by poll_max_retry_after); order_timeout at once when that passes the deadline.
+  io::task<acme_result<order>> wait_order(std::string url, io::clock::time_point deadline,
+                                          io::duration first_wait = {});
   /// Polls the authorization until it leaves pending.
   io::task<acme_result<authorization>> wait_authorization(std::string url, io::clock::time_point deadline);
-  /// Sends the CSR (DER) to the order's finalize URL.
+  /// Sends the CSR (DER) to the order's finalize URL. The reply's Retry-After, if any, is in
+  /// the returned order's retry_after.
   io::task<acme_result<order>> finalize(const order& o, std::string_view csr_der);
   /// Downloads a certificate chain (application/pem-certificate-chain) and lists the
   /// Link rel="alternate" URLs in `alternates` (when non-null).

@@ -62,6 +62,9 @@ struct order {
   std::string replaces;     ///< RFC 9773 certificate identifier
   std::string profile;
   std::optional<acme::problem> error;
+  /// The CA's Retry-After on the reply this was read from (0 when it gave none): how long to
+  /// wait before polling a processing order. Filled by the client (finalize).
+  std::chrono::seconds retry_after{0};
 };
 
 struct challenge {
