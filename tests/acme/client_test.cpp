@@ -62,6 +62,20 @@ T run(io::task<T> t) {
   return r.run(std::move(t));
 }
 
+// Registers a new account, then obtains a certificate for a.example.com by http-01 with
+// `solver`. A failed registration is returned as the result.
+acme::acme_result<acme::issued_certificate> obtain_one_name(recording_solver& solver, acme::client_options opts) {
+  acme::client c(std::move(opts), new_key());
+  return run([&]() -> io::task<acme::acme_result<acme::issued_certificate>> {
+    auto acct = co_await c.register_account(agree());
+    if (!acct) co_return letsencrypt::unexpected(acct.error());
+    acme::order_request req;
+    req.names = {"a.example.com"};
+    req.solvers["http-01"] = &solver;
+    co_return co_await c.obtain(req);
+  }());
+}
+
 // True when the chain's leaf verifies against `root_pem` and names every name.
 bool chain_verifies(const std::string& chain_pem, const std::string& root_pem) {
   auto blocks = acme::split_pem_chain(chain_pem);
@@ -245,15 +259,7 @@ TEST(acme_client, failed_validation_restarts_order_and_cleans_up) {
   fake_ca ca;
   ca.fail_validation = true;
   recording_solver solver(&ca);
-  acme::client c(options_for(ca), new_key());
-  auto res = run([&]() -> io::task<acme::acme_result<acme::issued_certificate>> {
-    auto acct = co_await c.register_account(agree());
-    if (!acct) co_return letsencrypt::unexpected(acct.error());
-    acme::order_request req;
-    req.names = {"a.example.com"};
-    req.solvers["http-01"] = &solver;
-    co_return co_await c.obtain(req);
-  }());
+  auto res = obtain_one_name(solver, options_for(ca));
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().code, acme::errc::order_invalid);
   ASSERT_TRUE(res.error().problem);
@@ -403,13 +409,8 @@ TEST(acme_client, finalize_retry_after_is_honoured) {
   fake_ca ca;
   ca.finalize_retry_after = 1;
   recording_solver solver(&ca);
-  acme::client c(options_for(ca), new_key());  // polls every 1-5 ms on its own
-  ASSERT_TRUE(run(c.register_account(agree())));
-  acme::order_request req;
-  req.names = {"a.example.com"};
-  req.solvers["http-01"] = &solver;
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = run(c.obtain(req));
+  auto r = obtain_one_name(solver, options_for(ca));  // polls every 1-5 ms on its own
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
   EXPECT_EQ(ca.early_order_polls, 0);
@@ -424,13 +425,8 @@ TEST(acme_client, finalize_retry_after_past_the_deadline_times_out) {
   recording_solver solver(&ca);
   auto opts = options_for(ca);
   opts.order_timeout = std::chrono::seconds(5);
-  acme::client c(opts, new_key());
-  ASSERT_TRUE(run(c.register_account(agree())));
-  acme::order_request req;
-  req.names = {"a.example.com"};
-  req.solvers["http-01"] = &solver;
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = run(c.obtain(req));
+  auto r = obtain_one_name(solver, opts);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, acme::errc::order_timeout);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
@@ -443,12 +439,7 @@ TEST(acme_client, order_deadline_bounds_polling) {
   recording_solver solver(&ca);
   auto opts = options_for(ca);
   opts.order_timeout = std::chrono::milliseconds(200);
-  acme::client c(opts, new_key());
-  ASSERT_TRUE(run(c.register_account(agree())));
-  acme::order_request req;
-  req.names = {"a.example.com"};
-  req.solvers["http-01"] = &solver;
-  auto r = run(c.obtain(req));
+  auto r = obtain_one_name(solver, opts);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, acme::errc::order_timeout);
   EXPECT_EQ(solver.cleanups, 1);
