@@ -1,10 +1,12 @@
 // SNI map lookups (hits, misses, wildcard hits) at 1k, 100k and 1M names on 1 and 2
-// threads, with allocations per lookup, and the memory each loaded certificate costs.
+// threads, with allocations per lookup, the memory each loaded certificate costs, and the
+// cost of installing the chosen certificate on a connection at 1 and 100k certificates.
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "letsencrypt/tls/handles.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
 
 using namespace letsencrypt;
@@ -360,6 +363,58 @@ BENCHMARK(bm_memory_per_deferred_cert)->Arg(10000)->Arg(100000)->Iterations(1)->
 
 BENCHMARK(bm_memory_per_distinct_cert)->Arg(10000)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+
+// ---- installing the chosen certificate on a connection ------------------------------------
+
+// n leaves, all for one key (as bench/compare-nginx's scale runs load them), parsed from DER.
+struct installed_set {
+  tls::evp_pkey_ptr key{EVP_EC_gen("P-256")};
+  std::vector<std::shared_ptr<const tls::certified_key>> certs;
+  tls::ssl_ctx_ptr ctx{SSL_CTX_new(TLS_server_method())};
+};
+
+const installed_set& installed_set_of(std::size_t n) {
+  static std::map<std::size_t, std::unique_ptr<installed_set>> sets;
+  auto& slot = sets[n];
+  if (slot) return *slot;
+  slot = std::make_unique<installed_set>();
+  if (!slot->key || !slot->ctx) fail("installed_set");
+  X509* chain[] = {ca().cert.get()};
+  slot->certs.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto leaf = mint(slot->key.get(), host(i), ca().cert.get(), ca().key.get());
+    auto ck = tls::make_certified_key(leaf.get(), slot->key.get(), chain);
+    if (!ck) fail("make_certified_key");
+    slot->certs.push_back(std::move(ck).value());
+  }
+  return *slot;
+}
+
+// What the ClientHello callback costs to put the chosen certificate on the connection
+// (SSL_use_cert_and_key with its chain, as the resolver does), on a fresh SSL each time,
+// for a certificate picked at random among n. Arg 1: 1 = install, 0 = SSL_new/SSL_free
+// only (the baseline to subtract). At n = 100000 the certificates' parsed objects (about
+// 5 KiB each in OpenSSL 3.0) no longer fit in any cache, and OpenSSL's checks on the way
+// in (the key matches the certificate, key and signature strength) walk them.
+void bm_install_on_ssl(benchmark::State& state) {
+  const auto& set = installed_set_of(static_cast<std::size_t>(state.range(0)));
+  const bool install = state.range(1) != 0;
+  std::mt19937_64 rng(9);
+  for (auto _ : state) {
+    const tls::certified_key& k = *set.certs[rng() % set.certs.size()];
+    tls::ssl_ptr ssl(SSL_new(set.ctx.get()));
+    if (!ssl) fail("SSL_new");
+    if (install) {
+      auto stack = tls::to_stack(k.chain);
+      if (!stack || SSL_use_cert_and_key(ssl.get(), k.leaf.get(), k.key.get(), stack->get(), 1) != 1)
+        fail("SSL_use_cert_and_key");
+    }
+    benchmark::DoNotOptimize(ssl.get());
+  }
+}
+BENCHMARK(bm_install_on_ssl)->ArgsProduct({{1, 100000}, {0, 1}})->ArgNames({"certs", "install"});
+
 }  // namespace
 
 BENCHMARK_MAIN();
+
