@@ -134,7 +134,9 @@ Target and load:
   --timeout SEC          deadline of one attempt, connect to close (default 5)
   --rate R               open loop: start R attempts per second on a fixed schedule, on at
                          most CONNECTIONS at once; latency counts from the scheduled start,
-                         so time spent waiting for a free connection is not hidden
+                         so time spent waiting for a free connection is not hidden; every
+                         attempt due in the measured time counts, those still in flight
+                         when it ends are waited for
                          (default: closed loop, each connection starts its next at once)
 Kind of handshake:
   --mode full|resume|flood
@@ -390,6 +392,9 @@ struct run_state {
 
   std::stop_source stop;
   bool measuring = false;
+  // Open loop: the window is over, so no attempt starts any more; those in flight finish
+  // (or reach their deadline) and still count, since they were due inside the window.
+  bool closing = false;
   clock::time_point measure_start{}, measure_end{};
   double client_cpu_start = 0, client_cpu_end = 0;
   std::optional<double> server_cpu_start, server_cpu_end;
@@ -433,12 +438,23 @@ struct run_state {
     measuring = false;
     client_cpu_end = self_cpu_seconds();
     if (!opt.server_pids.empty()) server_cpu_end = servers_cpu_seconds(opt.server_pids);
-    stop.request_stop();
+    if (opt.rate > 0)
+      closing = true;
+    else
+      stop.request_stop();
   }
-  void fail(outcome o, std::string msg = {}) {
+  // Whether an attempt counts. Closed loop: it ended inside the window. Open loop: it was
+  // due inside the window, however late it ends; leaving out the attempts in flight when the
+  // window closes would leave out the slowest ones.
+  bool counts(clock::time_point due) const {
+    if (opt.rate <= 0) return measuring;
+    if (measure_start == clock::time_point{} || due < measure_start) return false;
+    return !finished || due < measure_end;
+  }
+  void fail(outcome o, bool counted, std::string msg = {}) {
     auto k = static_cast<std::size_t>(o);
     if (k >= failure_kinds) return;
-    if (measuring) ++failures[k];
+    if (counted) ++failures[k];
     if (first_message[k].empty() && !msg.empty()) first_message[k] = std::move(msg);
   }
 };
@@ -775,7 +791,7 @@ io::task<void> worker(run_state& st, unsigned id) {
   conn_buffers b;
   rng64 rng{0x1234567ull * (id + 1) ^ static_cast<std::uint64_t>(clock::now().time_since_epoch().count())};
   auto tok = st.stop.get_token();
-  while (!tok.stop_requested()) {
+  while (!tok.stop_requested() && !st.closing) {
     if (st.opt.count && st.successes >= st.opt.count) break;
     std::size_t pick = 0;
     if (st.opt.mode == run_mode::resume)
@@ -794,6 +810,7 @@ io::task<void> worker(run_state& st, unsigned id) {
       if (due > t0) {
         (void)co_await io::sleep_for(due - t0).cancel_on(tok);
         if (tok.stop_requested()) break;
+        if (st.closing && due >= st.measure_end) break;
       } else if (t0 - due > std::chrono::milliseconds(1) && st.measuring) {
         ++st.late_starts;
       }
@@ -808,7 +825,8 @@ io::task<void> worker(run_state& st, unsigned id) {
                                 nullptr, nullptr, &msg, &reused);
     auto t1 = clock::now();
     if (o == outcome::cancelled) break;
-    if (!st.measuring) continue;
+    const bool counted = st.counts(t0);
+    if (!counted) continue;
     ++st.attempts;
     if (st.opt.rate > 0) st.start_delay.record(static_cast<std::uint64_t>(duration_cast<nanoseconds>(started - t0).count()));
     if (!st.opt.trace.empty() && st.trace.size() < run_state::max_trace_rows) {
@@ -821,7 +839,7 @@ io::task<void> worker(run_state& st, unsigned id) {
       if (reused) ++st.resumed;
       if (st.opt.count && st.successes >= st.opt.count) st.end_measure();
     } else {
-      st.fail(o, std::move(msg));
+      st.fail(o, counted, std::move(msg));
       // A refused connection fails at once; do not spin the core the server needs.
       if (o == outcome::connect_refused || o == outcome::connect_error)
         (void)co_await io::sleep_for(std::chrono::milliseconds(1)).cancel_on(tok);
