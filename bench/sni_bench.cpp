@@ -391,7 +391,7 @@ const installed_set& installed_set_of(std::size_t n) {
 }
 
 // What the ClientHello callback costs to put the chosen certificate on the connection
-// (SSL_use_cert_and_key with its chain, as the resolver does), on a fresh SSL each time,
+// (tls::use_certified_key, as the resolver calls it), on a fresh SSL each time,
 // for a certificate picked at random among n. Arg 1: 1 = install, 0 = SSL_new/SSL_free
 // only (the baseline to subtract). At n = 100000 the certificates' parsed objects (about
 // 5 KiB each in OpenSSL 3.0) no longer fit in any cache, and OpenSSL's checks on the way
@@ -404,11 +404,7 @@ void bm_install_on_ssl(benchmark::State& state) {
     const tls::certified_key& k = *set.certs[rng() % set.certs.size()];
     tls::ssl_ptr ssl(SSL_new(set.ctx.get()));
     if (!ssl) fail("SSL_new");
-    if (install) {
-      auto stack = tls::to_stack(k.chain);
-      if (!stack || SSL_use_cert_and_key(ssl.get(), k.leaf.get(), k.key.get(), stack->get(), 1) != 1)
-        fail("SSL_use_cert_and_key");
-    }
+    if (install && !tls::use_certified_key(ssl.get(), k)) fail("use_certified_key");
     benchmark::DoNotOptimize(ssl.get());
   }
 }

@@ -61,19 +61,6 @@ bool is_rsa_scheme(std::size_t s) noexcept {
          (s >= 0x0804 && s <= 0x0806) || (s >= 0x0809 && s <= 0x080b);
 }
 
-bool use_key(SSL* ssl, const certified_key& k) noexcept {
-  STACK_OF(X509)* chain = nullptr;
-  x509_stack_ptr stack;
-  if (!k.chain.empty()) {
-    auto st = to_stack(k.chain);
-    if (!st) return false;
-    stack = std::move(*st);
-    chain = stack.get();
-  }
-  // SSL_use_cert_and_key takes its own references; the entry may be replaced right after.
-  return SSL_use_cert_and_key(ssl, k.leaf.get(), k.key.get(), chain, 1) == 1;
-}
-
 // Whether the client can verify a signature by `key` (an EC key).
 bool accepts_ecdsa(const client_sigalgs& algs, EVP_PKEY* key, bool tls13) noexcept {
   if (!tls13) return algs.ecdsa_any;
@@ -275,7 +262,7 @@ int resolver::on_client_hello(SSL* ssl, int* alert) {
     auto key = name.empty() ? nullptr : challenge_for(name);
     if (!key) return refuse(alert, SSL_AD_NO_APPLICATION_PROTOCOL);
     handshake_state* s = make_state(ssl);
-    if (!s || !use_key(ssl, *key)) return refuse(alert, SSL_AD_INTERNAL_ERROR);
+    if (!s || !use_certified_key(ssl, *key)) return refuse(alert, SSL_AD_INTERNAL_ERROR);
     s->challenge = true;
     challenges_served_.value.fetch_add(1, std::memory_order_relaxed);
     return SSL_CLIENT_HELLO_SUCCESS;
@@ -302,7 +289,7 @@ int resolver::on_client_hello(SSL* ssl, int* alert) {
   std::size_t entry_len = 0;
   const bool found = map_.visit(name, [&](const sni_entry& e) noexcept {
     const certified_key* k = choose(e, algs, tls13);
-    set_ok = k && use_key(ssl, *k);
+    set_ok = k && use_certified_key(ssl, *k);
     if (!set_ok) {
       entry_len = std::min(e.name.size(), sizeof entry_name);
       std::memcpy(entry_name, e.name.data(), entry_len);

@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <atomic>
 #include <string>
@@ -57,6 +59,33 @@ TEST_F(sni_map_test, make_certified_key_reads_kind_and_expiry) {
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error(), make_error_code(errc::invalid_argument));
   EXPECT_FALSE(tls::make_certified_key(nullptr, ec_b()->key.get()));
+}
+
+// use_certified_key puts the certificate, key and chain on the connection with references
+// of its own: the connection keeps them after the certified_key is gone.
+TEST_F(sni_map_test, use_certified_key_sets_certificate_key_and_chain) {
+  letsencrypt::tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
+  ASSERT_TRUE(ctx);
+  letsencrypt::tls::ssl_ptr ssl(SSL_new(ctx.get()));
+  ASSERT_TRUE(ssl);
+  {
+    auto k = make(ca_->issue({"c.example"}, letsencrypt::testing::key_kind::ec_p256));
+    ASSERT_TRUE(tls::use_certified_key(ssl.get(), **k));
+    EXPECT_EQ(SSL_get_certificate(ssl.get()), (*k)->leaf.get());
+    EXPECT_EQ(SSL_get_privatekey(ssl.get()), (*k)->key.get());
+  }
+  ASSERT_NE(SSL_get_certificate(ssl.get()), nullptr);
+  EXPECT_EQ(SSL_check_private_key(ssl.get()), 1);
+  STACK_OF(X509)* chain = nullptr;
+  ASSERT_EQ(SSL_get0_chain_certs(ssl.get(), &chain), 1);
+  ASSERT_EQ(sk_X509_num(chain), 1);
+  EXPECT_EQ(X509_cmp(sk_X509_value(chain, 0), ca_->ca_cert()), 0);
+  // A certificate whose key does not match (filled by hand) is refused.
+  tls::certified_key bad;
+  bad.leaf = tls::up_ref(ec_a()->leaf.get());
+  bad.key = tls::up_ref(ec_b()->key.get());
+  EXPECT_FALSE(tls::use_certified_key(ssl.get(), bad));
+  ERR_clear_error();
 }
 
 TEST_F(sni_map_test, insert_replace_remove_visible_to_next_lookup) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include <array>
@@ -37,6 +38,11 @@ struct certified_key {
   key_kind kind = key_kind::ecdsa;
   std::chrono::system_clock::time_point not_after{};
 };
+
+/// Puts `k` (certificate, key and chain) on the connection, as the ClientHello callback
+/// does; OpenSSL takes its own references, so `k` may be dropped right after. Returns false
+/// when OpenSSL refuses it (its error queue says why) or a stack cannot be allocated.
+bool use_certified_key(SSL* ssl, const certified_key& k) noexcept;
 
 /// Builds a certified_key taking new references to the given objects (the caller keeps its
 /// own). `kind` and `not_after` are read from the certificate. Fails with
