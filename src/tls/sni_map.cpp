@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <bit>
@@ -141,10 +142,15 @@ result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_
     ERR_clear_error();
     return errc::invalid_argument;
   }
+  // OpenSSL decodes a certificate's extensions and signature details lazily, under the
+  // certificate's write lock, on the first call that needs them: here, not in the first
+  // handshake for the name (about 4 us there, and a lock shards would contend on).
+  if (X509_check_purpose(leaf, -1, 0) != 1) ERR_clear_error();
   ck->leaf = up_ref(leaf);
   ck->key = up_ref(key);
   for (X509* c : chain) {
     if (!c) return errc::invalid_argument;
+    if (X509_check_purpose(c, -1, 0) != 1) ERR_clear_error();
     ck->chain.push_back(up_ref(c));
   }
   ck->not_after = not_after_of(leaf);
