@@ -367,7 +367,12 @@ io::task<acme_result<order>> client::wait_order(std::string url, io::clock::time
   if (first_wait > io::duration::zero()) {
     // RFC 8555 7.4: a client polling a processing order honours the CA's Retry-After.
     const io::duration d = std::min<io::duration>(first_wait, options_.poll_max_retry_after);
-    if (io::clock::now() + d > deadline) co_return unexpected(error(errc::order_timeout));
+    if (io::clock::now() + d > deadline) {
+      // The order may still become valid: say when, so a caller can come back to it.
+      acme::error e(errc::order_timeout);
+      e.retry_after = std::chrono::ceil<std::chrono::seconds>(first_wait);
+      co_return unexpected(std::move(e));
+    }
     LE_CO_TRY_VOID(co_await pause(d));
   }
   while (true) {

@@ -145,12 +145,17 @@ result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_
   // OpenSSL decodes a certificate's extensions and signature details lazily, under the
   // certificate's write lock, on the first call that needs them: here, not in the first
   // handshake for the name (about 4 us there, and a lock shards would contend on).
-  if (X509_check_purpose(leaf, -1, 0) != 1) ERR_clear_error();
+  // Invalid extensions are the handshake's to judge; their errors leave the queue as found.
+  ERR_set_mark();
+  X509_check_purpose(leaf, -1, 0);
+  ERR_pop_to_mark();
   ck->leaf = up_ref(leaf);
   ck->key = up_ref(key);
   for (X509* c : chain) {
     if (!c) return errc::invalid_argument;
-    if (X509_check_purpose(c, -1, 0) != 1) ERR_clear_error();
+    ERR_set_mark();
+    X509_check_purpose(c, -1, 0);
+    ERR_pop_to_mark();
     ck->chain.push_back(up_ref(c));
   }
   ck->not_after = not_after_of(leaf);

@@ -429,6 +429,8 @@ TEST(acme_client, finalize_retry_after_past_the_deadline_times_out) {
   auto r = obtain_one_name(solver, opts);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, acme::errc::order_timeout);
+  ASSERT_TRUE(r.error().retry_after);
+  EXPECT_EQ(r.error().retry_after->count(), 30);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
   EXPECT_EQ(ca.early_order_polls, 0);
 }

@@ -63,18 +63,31 @@ TEST_F(sni_map_test, make_certified_key_reads_kind_and_expiry) {
 
 // use_certified_key puts the certificate, key and chain on the connection with references
 // of its own: the connection keeps them after the certified_key is gone.
+std::string der_of(X509* x) {
+  unsigned char* d = nullptr;
+  const int n = i2d_X509(x, &d);
+  std::string out = n > 0 ? std::string(reinterpret_cast<const char*>(d), static_cast<std::size_t>(n)) : std::string();
+  OPENSSL_free(d);
+  return out;
+}
+
 TEST_F(sni_map_test, use_certified_key_sets_certificate_key_and_chain) {
   letsencrypt::tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
   ASSERT_TRUE(ctx);
   letsencrypt::tls::ssl_ptr ssl(SSL_new(ctx.get()));
   ASSERT_TRUE(ssl);
+  std::string leaf_der;
   {
     auto k = make(ca_->issue({"c.example"}, letsencrypt::testing::key_kind::ec_p256));
     ASSERT_TRUE(tls::use_certified_key(ssl.get(), **k));
     EXPECT_EQ(SSL_get_certificate(ssl.get()), (*k)->leaf.get());
     EXPECT_EQ(SSL_get_privatekey(ssl.get()), (*k)->key.get());
+    leaf_der = der_of((*k)->leaf.get());
   }
+  // The connection's own references keep them (a use after free here is what the sanitizer
+  // build would report).
   ASSERT_NE(SSL_get_certificate(ssl.get()), nullptr);
+  EXPECT_EQ(der_of(SSL_get_certificate(ssl.get())), leaf_der);
   EXPECT_EQ(SSL_check_private_key(ssl.get()), 1);
   STACK_OF(X509)* chain = nullptr;
   ASSERT_EQ(SSL_get0_chain_certs(ssl.get(), &chain), 1);

@@ -74,6 +74,9 @@ enum class outcome : unsigned {
   not_resumed,
   http_error,
   io_error,
+  // Open loop: due inside the window but still not started --timeout after it closed (the
+  // schedule had fallen that far behind); counted as a failure without being attempted.
+  not_started,
   cancelled,
 };
 constexpr std::size_t failure_kinds = static_cast<std::size_t>(outcome::cancelled);
@@ -91,6 +94,7 @@ const char* outcome_name(outcome o) {
     case outcome::not_resumed: return "not_resumed";
     case outcome::http_error: return "http_error";
     case outcome::io_error: return "io_error";
+    case outcome::not_started: return "not_started";
     case outcome::cancelled: return "cancelled";
   }
   return "?";
@@ -391,6 +395,7 @@ struct run_state {
   unsigned flight_records = 0;  // records of the server's first flight (flood)
 
   std::stop_source stop;
+  std::stop_source timer_stop;  // ends the measuring timer's wait early
   bool measuring = false;
   // Open loop: the window is over, so no attempt starts any more; those in flight finish
   // (or reach their deadline) and still count, since they were due inside the window.
@@ -407,16 +412,18 @@ struct run_state {
   std::uint64_t scheduled = 0;
   std::uint64_t late_starts = 0;  // measured attempts started > 1 ms after they were due
   histogram latency;
-  // Open loop: how long after its due time each attempt really started (a timer firing late,
-  // the load generator's core taken by another task). It is part of `latency`, so a server
-  // is only judged fairly when this stays small.
+  // Open loop: how late the load generator's timer woke for attempts whose connection was
+  // free before they were due (a timer firing late, the generator's core taken by another
+  // task). It is part of `latency` without being the server's doing, so a server is only
+  // judged fairly when it stays small. Waiting for a free connection is the server's doing
+  // and is not in here (late_starts counts it).
   histogram start_delay;
   struct trace_row {
     std::int64_t due_us, delay_us, latency_us;
     outcome result;
   };
   std::vector<trace_row> trace;  // --trace; bounded by max_trace_rows
-  static constexpr std::size_t max_trace_rows = 20'000'000;
+  static constexpr std::size_t max_trace_rows = 5'000'000;  // 160 MB at most
   std::array<std::uint64_t, failure_kinds> failures{};
   std::array<std::string, failure_kinds> first_message{};
   bool finished = false;
@@ -431,6 +438,13 @@ struct run_state {
     measure_start = clock::now();
     measuring = true;
   }
+  clock::duration attempt_timeout() const {
+    return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(opt.timeout));
+  }
+  // When the next attempt of the open-loop schedule is due.
+  clock::time_point next_due() const {
+    return schedule_origin + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(double(scheduled) / opt.rate));
+  }
   void end_measure() {
     if (finished) return;
     finished = true;
@@ -438,6 +452,7 @@ struct run_state {
     measuring = false;
     client_cpu_end = self_cpu_seconds();
     if (!opt.server_pids.empty()) server_cpu_end = servers_cpu_seconds(opt.server_pids);
+    timer_stop.request_stop();  // the window may end before its time (--count)
     if (opt.rate > 0)
       closing = true;
     else
@@ -791,8 +806,21 @@ io::task<void> worker(run_state& st, unsigned id) {
   conn_buffers b;
   rng64 rng{0x1234567ull * (id + 1) ^ static_cast<std::uint64_t>(clock::now().time_since_epoch().count())};
   auto tok = st.stop.get_token();
-  while (!tok.stop_requested() && !st.closing) {
-    if (st.opt.count && st.successes >= st.opt.count) break;
+  while (!tok.stop_requested()) {
+    // Open loop: an attempt due before the window closed still starts, however late, unless
+    // the schedule is more than --timeout behind by then (an overloaded server would
+    // otherwise keep the run going for as long as its backlog).
+    if (st.closing && (st.opt.rate <= 0 || st.next_due() >= st.measure_end)) break;
+    if (st.closing && clock::now() > st.measure_end + st.attempt_timeout()) {
+      for (auto due = st.next_due(); due < st.measure_end; due = st.next_due()) {
+        ++st.scheduled;
+        if (!st.counts(due)) continue;  // due during the warm-up
+        ++st.attempts;
+        st.fail(outcome::not_started, true);
+      }
+      break;
+    }
+    if (!st.closing && st.opt.count && st.successes >= st.opt.count) break;
     std::size_t pick = 0;
     if (st.opt.mode == run_mode::resume)
       pick = rng() % st.sessions.size();
@@ -805,17 +833,18 @@ io::task<void> worker(run_state& st, unsigned id) {
     if (st.opt.rate > 0) {
       // The next due time goes to whichever connection is free; when none was free in time,
       // the wait shows in the latency instead of silently lowering the offered load.
-      const auto due = st.schedule_origin + duration_cast<clock::duration>(
-                                                std::chrono::duration<double>(double(st.scheduled++) / st.opt.rate));
-      if (due > t0) {
+      const auto due = st.next_due();
+      ++st.scheduled;
+      const bool slept = due > t0;
+      if (slept) {
         (void)co_await io::sleep_for(due - t0).cancel_on(tok);
         if (tok.stop_requested()) break;
         if (st.closing && due >= st.measure_end) break;
-      } else if (t0 - due > std::chrono::milliseconds(1) && st.measuring) {
+      } else if (t0 - due > std::chrono::milliseconds(1) && st.counts(due)) {
         ++st.late_starts;
       }
       t0 = due;
-      started = clock::now();
+      started = slept ? clock::now() : due;  // the timer's lateness only (see start_delay)
     }
     outcome o;
     if (st.opt.mode == run_mode::flood)
@@ -848,10 +877,10 @@ io::task<void> worker(run_state& st, unsigned id) {
 }
 
 io::task<void> timer(run_state& st) {
-  auto tok = st.stop.get_token();
+  auto tok = st.timer_stop.get_token();
   if (st.opt.warmup > 0)
     (void)co_await io::sleep_for(duration_cast<nanoseconds>(std::chrono::duration<double>(st.opt.warmup))).cancel_on(tok);
-  if (tok.stop_requested()) co_return;
+  if (tok.stop_requested() || st.stop.stop_requested()) co_return;
   st.begin_measure();
   (void)co_await io::sleep_for(duration_cast<nanoseconds>(std::chrono::duration<double>(st.opt.duration))).cancel_on(tok);
   st.end_measure();
