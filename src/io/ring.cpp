@@ -56,6 +56,9 @@ void ring::init(options o) {
 }
 
 ring::~ring() {
+  // A post that has published its message may not have written the wake-up yet; that
+  // write must not land on a closed (or reused) descriptor or freed memory.
+  while (posting_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   drain_messages();
   // Deliver nothing more: pending messages are dropped with the ring.
   message* m = inbox_.exchange(nullptr);
@@ -102,6 +105,7 @@ void ring::on_wakeup(completion* self, int, unsigned) noexcept {
 }
 
 void ring::push(message* m) noexcept {
+  posting_.fetch_add(1, std::memory_order_acq_rel);
   message* head = inbox_.load(std::memory_order_relaxed);
   do {
     m->next_ = head;
@@ -110,6 +114,7 @@ void ring::push(message* m) noexcept {
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
   }
+  posting_.fetch_sub(1, std::memory_order_release);  // the last touch of this ring
 }
 
 void ring::drain_messages() noexcept {

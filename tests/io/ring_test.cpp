@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <memory>
+#include <vector>
 #include <thread>
 
 #include "letsencrypt/io/ops.hpp"
@@ -192,4 +194,30 @@ TEST(ring, errors_come_from_errno) {
   auto res = r.run(t());
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error(), std::errc::bad_file_descriptor);
+}
+
+// A post whose message ends the ring's run can still be returning from post() when the ring
+// is destroyed: the ring must wait for it, or the poster writes its wake-up to a closed (or
+// reused) descriptor and touches freed memory (the sanitizer builds catch that here).
+TEST(ring, destroyed_while_the_post_that_ended_it_returns) {
+  constexpr int posters = 4;
+  for (int round = 0; round < 200; ++round) {
+    auto r = std::make_unique<io::ring>();
+    std::atomic<int> ran{0};
+    std::atomic<bool> go{false};
+    io::ring* target = r.get();
+    std::vector<std::thread> threads;
+    for (int k = 0; k < posters; ++k)
+      threads.emplace_back([&, target] {
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        target->post([&ran, target] {
+          if (ran.fetch_add(1) + 1 == posters) target->stop();
+        });
+      });
+    go.store(true, std::memory_order_release);
+    r->run_until_stopped({});
+    EXPECT_EQ(ran.load(), posters);
+    r.reset();  // possibly while a poster is still inside post()
+    for (auto& t : threads) t.join();
+  }
 }

@@ -131,6 +131,10 @@ class ring {
   std::vector<std::coroutine_handle<>> running_;
   std::atomic<message*> inbox_{nullptr};
   std::atomic<bool> wake_pending_{false};
+  // Posts from other threads still inside push(): the ring waits for them before it goes,
+  // since the message may already have run (and ended the ring's owner) before the poster
+  // wrote the wake-up.
+  std::atomic<unsigned> posting_{0};
   unique_fd event_fd_;
   std::uint64_t event_buf_ = 0;
   struct wakeup : completion {
