@@ -18,19 +18,11 @@
 
 using namespace letsencrypt;
 using letsencrypt::testing::issued_cert;
+using letsencrypt::testing::der_of;
 using letsencrypt::testing::test_certs;
 namespace kinds = letsencrypt::testing;
 
 namespace {
-
-std::string cert_der(X509* c) {
-  unsigned char* der = nullptr;
-  const int n = i2d_X509(c, &der);
-  EXPECT_GT(n, 0);
-  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
-  OPENSSL_free(der);
-  return out;
-}
 
 std::string pkcs8_der(EVP_PKEY* k) {
   std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> info(EVP_PKEY2PKCS8(k),
@@ -56,7 +48,7 @@ std::string traditional_der(EVP_PKEY* k) {
 
 std::shared_ptr<const tls::deferred_key> deferred(const test_certs& ca, const issued_cert& c) {
   X509* chain[] = {ca.ca_cert()};
-  auto d = tls::deferred_key::make(cert_der(c.cert.get()), pkcs8_der(c.key.get()), chain);
+  auto d = tls::deferred_key::make(der_of(c.cert.get()), pkcs8_der(c.key.get()), chain);
   EXPECT_TRUE(d) << d.error().message();
   return d ? *d : nullptr;
 }
@@ -89,7 +81,7 @@ TEST(deferred_key, parses_on_first_use_and_keeps_the_result) {
   EXPECT_EQ(dr->get()->kind, tls::key_kind::rsa);
 
   // A shared, already parsed key.
-  auto shared = tls::deferred_key::make(cert_der(ec.cert.get()), ec.key.get());
+  auto shared = tls::deferred_key::make(der_of(ec.cert.get()), ec.key.get());
   ASSERT_TRUE(shared);
   ASSERT_NE((*shared)->get(), nullptr);
   EXPECT_EQ((*shared)->get()->key.get(), ec.key.get());
@@ -101,15 +93,15 @@ TEST(deferred_key, refuses_bad_input_at_once_or_at_first_use) {
   auto other = ca.issue({"other.example"});
   // At once: nothing to parse, a key that is not PKCS#8, a key of no supported algorithm.
   EXPECT_EQ(tls::deferred_key::make("", pkcs8_der(ec.key.get())).error(), make_error_code(errc::invalid_argument));
-  EXPECT_EQ(tls::deferred_key::make(cert_der(ec.cert.get()), traditional_der(ec.key.get())).error(),
+  EXPECT_EQ(tls::deferred_key::make(der_of(ec.cert.get()), traditional_der(ec.key.get())).error(),
             make_error_code(errc::invalid_argument));
-  EXPECT_EQ(tls::deferred_key::make(cert_der(ec.cert.get()), std::string("not a key")).error(),
+  EXPECT_EQ(tls::deferred_key::make(der_of(ec.cert.get()), std::string("not a key")).error(),
             make_error_code(errc::invalid_argument));
   tls::evp_pkey_ptr ed(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   ASSERT_TRUE(ed);
-  EXPECT_EQ(tls::deferred_key::make(cert_der(ec.cert.get()), pkcs8_der(ed.get())).error(),
+  EXPECT_EQ(tls::deferred_key::make(der_of(ec.cert.get()), pkcs8_der(ed.get())).error(),
             make_error_code(errc::invalid_argument));
-  EXPECT_FALSE(tls::deferred_key::make(cert_der(ec.cert.get()), static_cast<EVP_PKEY*>(nullptr)));
+  EXPECT_FALSE(tls::deferred_key::make(der_of(ec.cert.get()), static_cast<EVP_PKEY*>(nullptr)));
 
   // At first use: a certificate that does not parse, a key of another certificate.
   auto garbage = tls::deferred_key::make(std::string(300, '\x30'), pkcs8_der(ec.key.get()));
@@ -118,7 +110,7 @@ TEST(deferred_key, refuses_bad_input_at_once_or_at_first_use) {
   EXPECT_EQ((*garbage)->error(), make_error_code(tls::tls_errc::bad_pem));
   EXPECT_EQ((*garbage)->get(), nullptr);  // and the same again, without parsing twice
 
-  auto mismatch = tls::deferred_key::make(cert_der(ec.cert.get()), pkcs8_der(other.key.get()));
+  auto mismatch = tls::deferred_key::make(der_of(ec.cert.get()), pkcs8_der(other.key.get()));
   ASSERT_TRUE(mismatch);
   EXPECT_EQ((*mismatch)->get(), nullptr);
   EXPECT_EQ((*mismatch)->error(), make_error_code(tls::tls_errc::key_mismatch));
@@ -212,7 +204,7 @@ TEST(deferred_key, a_handshake_gets_the_deferred_certificate_and_a_broken_one_is
   ups.push_back({"good.example", {}, {deferred(ca, good)}});
   // Parses at first use only, and then fails: the key belongs to another certificate.
   X509* chain[] = {ca.ca_cert()};
-  ups.push_back({"broken.example", {}, {*tls::deferred_key::make(cert_der(good.cert.get()), pkcs8_der(other.key.get()), chain)}});
+  ups.push_back({"broken.example", {}, {*tls::deferred_key::make(der_of(good.cert.get()), pkcs8_der(other.key.get()), chain)}});
   ASSERT_TRUE(map.apply(ups));
   tls::resolver res(map);
   auto sctx = tls::make_server_context();

@@ -11,6 +11,7 @@
 using namespace letsencrypt;
 using namespace letsencrypt::tls;
 using letsencrypt::testing::key_kind;
+using letsencrypt::testing::der_of;
 using letsencrypt::testing::test_certs;
 
 TEST(handles, pem_round_trip_of_chain_and_keys) {
@@ -145,14 +146,6 @@ TEST(handles, tls_error_turns_the_queue_into_a_readable_code) {
 }
 
 namespace {
-
-std::string der_of(X509* c) {
-  unsigned char* d = nullptr;
-  const int n = i2d_X509(c, &d);
-  std::string s(reinterpret_cast<char*>(d), static_cast<std::size_t>(n > 0 ? n : 0));
-  OPENSSL_free(d);
-  return s;
-}
 
 std::chrono::system_clock::time_point time_point_of(const ASN1_TIME* t) {
   std::tm tm{};

@@ -11,6 +11,7 @@
 #include "test_certs.hpp"
 
 using namespace letsencrypt;
+using letsencrypt::testing::der_of;
 
 namespace {
 
@@ -63,14 +64,6 @@ TEST_F(sni_map_test, make_certified_key_reads_kind_and_expiry) {
 
 // use_certified_key puts the certificate, key and chain on the connection with references
 // of its own: the connection keeps them after the certified_key is gone.
-std::string der_of(X509* x) {
-  unsigned char* d = nullptr;
-  const int n = i2d_X509(x, &d);
-  std::string out = n > 0 ? std::string(reinterpret_cast<const char*>(d), static_cast<std::size_t>(n)) : std::string();
-  OPENSSL_free(d);
-  return out;
-}
-
 TEST_F(sni_map_test, use_certified_key_sets_certificate_key_and_chain) {
   letsencrypt::tls::ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
   ASSERT_TRUE(ctx);

@@ -183,4 +183,13 @@ tls::ssl_ctx_ptr test_certs::client_context() const {
   return ctx;
 }
 
+std::string der_of(X509* c) {
+  unsigned char* der = nullptr;
+  const int n = i2d_X509(c, &der);
+  if (n <= 0) throw std::runtime_error("i2d_X509 failed");
+  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
 }  // namespace letsencrypt::testing

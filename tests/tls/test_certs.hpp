@@ -79,4 +79,7 @@ class test_certs {
   std::filesystem::path dir_;
 };
 
+/// The DER encoding of `c`; throws std::runtime_error when it cannot be encoded.
+std::string der_of(X509* c);
+
 }  // namespace letsencrypt::testing
