@@ -53,6 +53,17 @@ std::chrono::system_clock::time_point not_after_of(X509* cert) {
   return t ? *t : std::chrono::system_clock::time_point{};
 }
 
+// OpenSSL decodes a certificate's extensions and signature details lazily, under the
+// certificate's write lock, on the first call that needs them: this does it now, so the
+// first handshake for a name does not (about 4 us there, and a lock shards would contend
+// on). Invalid extensions are the handshake's to judge; their errors leave the queue as
+// found.
+void fill_lazy_caches(X509* cert) noexcept {
+  ERR_set_mark();
+  X509_check_purpose(cert, -1, 0);
+  ERR_pop_to_mark();
+}
+
 // The kind of a parsed key, for the keys the map serves.
 result<key_kind> pkey_kind(EVP_PKEY* key) noexcept {
   switch (EVP_PKEY_get_base_id(key)) {
@@ -142,20 +153,12 @@ result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_
     ERR_clear_error();
     return errc::invalid_argument;
   }
-  // OpenSSL decodes a certificate's extensions and signature details lazily, under the
-  // certificate's write lock, on the first call that needs them: here, not in the first
-  // handshake for the name (about 4 us there, and a lock shards would contend on).
-  // Invalid extensions are the handshake's to judge; their errors leave the queue as found.
-  ERR_set_mark();
-  X509_check_purpose(leaf, -1, 0);
-  ERR_pop_to_mark();
+  fill_lazy_caches(leaf);
   ck->leaf = up_ref(leaf);
   ck->key = up_ref(key);
   for (X509* c : chain) {
     if (!c) return errc::invalid_argument;
-    ERR_set_mark();
-    X509_check_purpose(c, -1, 0);
-    ERR_pop_to_mark();
+    fill_lazy_caches(c);
     ck->chain.push_back(up_ref(c));
   }
   ck->not_after = not_after_of(leaf);
