@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <functional>
 #include <mutex>
 #include <optional>
 
@@ -93,12 +92,16 @@ io::task<result<void>> stream::flush(io::clock::time_point deadline, bool yields
     flushing_ = true;
     flush_yields_ = yields;
     std::stop_token token = stop_;
-    std::optional<std::stop_callback<std::function<void()>>> forward;
+    struct forward_stop {
+      std::stop_source* to;
+      void operator()() const noexcept { to->request_stop(); }
+    };
+    std::optional<std::stop_callback<forward_stop>> forward;
     if (yields) {
       // A send that can be taken over stops on the stream's token or on the taker's.
       flush_stop_ = std::stop_source();
       token = flush_stop_.get_token();
-      forward.emplace(stop_, std::function<void()>([this] { flush_stop_.request_stop(); }));
+      forward.emplace(stop_, forward_stop{&flush_stop_});
     }
     result<void> outcome = ok();
     while (!eng_->pending_output().empty()) {
