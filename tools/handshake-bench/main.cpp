@@ -399,7 +399,7 @@ struct run_state {
   bool measuring = false;
   // Open loop: the window is over, so no attempt starts any more; those in flight finish
   // (or reach their deadline) and still count, since they were due inside the window.
-  bool closing = false;
+  bool closing = false;  // set only with --rate
   clock::time_point measure_start{}, measure_end{};
   double client_cpu_start = 0, client_cpu_end = 0;
   std::optional<double> server_cpu_start, server_cpu_end;
@@ -582,7 +582,7 @@ int on_new_session(SSL* ssl, SSL_SESSION* sess) {
 io::task<outcome> real_attempt(run_state& st, conn_buffers& b, std::string_view name, SSL_SESSION* session,
                                ticket_slot* want_ticket, capture* cap, std::string* msg, bool* reused_out = nullptr) {
   auto tok = st.stop.get_token();
-  auto dl = clock::now() + duration_cast<nanoseconds>(std::chrono::duration<double>(st.opt.timeout));
+  auto dl = clock::now() + st.attempt_timeout();
   auto fd_r = new_socket(st);
   if (!fd_r) {
     *msg = fd_r.error().message();
@@ -764,7 +764,7 @@ struct record_counter {
 
 io::task<outcome> flood_attempt(run_state& st, conn_buffers& b, std::string_view name, rng64& rng, std::string* msg) {
   auto tok = st.stop.get_token();
-  auto dl = clock::now() + duration_cast<nanoseconds>(std::chrono::duration<double>(st.opt.timeout));
+  auto dl = clock::now() + st.attempt_timeout();
   b.hello.clear();
   st.hello->build(name, rng, b.hello);
   auto fd_r = new_socket(st);
@@ -810,7 +810,7 @@ io::task<void> worker(run_state& st, unsigned id) {
     // Open loop: an attempt due before the window closed still starts, however late, unless
     // the schedule is more than --timeout behind by then (an overloaded server would
     // otherwise keep the run going for as long as its backlog).
-    if (st.closing && (st.opt.rate <= 0 || st.next_due() >= st.measure_end)) break;
+    if (st.closing && st.next_due() >= st.measure_end) break;
     if (st.closing && clock::now() > st.measure_end + st.attempt_timeout()) {
       for (auto due = st.next_due(); due < st.measure_end; due = st.next_due()) {
         ++st.scheduled;
@@ -880,7 +880,7 @@ io::task<void> timer(run_state& st) {
   auto tok = st.timer_stop.get_token();
   if (st.opt.warmup > 0)
     (void)co_await io::sleep_for(duration_cast<nanoseconds>(std::chrono::duration<double>(st.opt.warmup))).cancel_on(tok);
-  if (tok.stop_requested() || st.stop.stop_requested()) co_return;
+  if (tok.stop_requested()) co_return;
   st.begin_measure();
   (void)co_await io::sleep_for(duration_cast<nanoseconds>(std::chrono::duration<double>(st.opt.duration))).cancel_on(tok);
   st.end_measure();
@@ -953,7 +953,7 @@ bool write_trace(const run_state& st, const std::string& file) {
   out << "# due_us start_delay_us latency_us result\n";
   for (const auto& r : st.trace)
     out << r.due_us << ' ' << r.delay_us << ' ' << r.latency_us << ' '
-        << (r.result == outcome::ok ? "ok" : outcome_name(r.result)) << '\n';
+        << outcome_name(r.result) << '\n';
   if (st.trace.size() == run_state::max_trace_rows) out << "# truncated at " << run_state::max_trace_rows << " rows\n";
   out.flush();
   return static_cast<bool>(out);
