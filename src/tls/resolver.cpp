@@ -287,7 +287,7 @@ int resolver::on_client_hello(SSL* ssl, int* alert) {
   bool set_ok = false;
   char entry_name[256];
   std::size_t entry_len = 0;
-  const bool found = map_.visit(name, [&](const sni_entry& e) noexcept {
+  const bool found = map_.visit_normalised(name, [&](const sni_entry& e) noexcept {
     const certified_key* k = choose(e, algs, tls13);
     set_ok = k && use_certified_key(ssl, *k);
     if (!set_ok) {

@@ -8,9 +8,17 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
+#include <new>
 #include <thread>
+
+#include <linux/membarrier.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/names.hpp"
@@ -19,15 +27,103 @@ namespace letsencrypt::tls {
 
 namespace {
 
-struct slot {
+inline std::uint64_t load_word(const char* p) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// memcmp(a, b, n) == 0 for the short names slots hold, without a call: words, the last one
+// overlapping the one before.
+inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
+  if (n < 8) return std::memcmp(a, b, n) == 0;
+  std::uint64_t diff = load_word(a + n - 8) ^ load_word(b + n - 8);
+  for (std::size_t i = 0; i + 8 < n; i += 8) diff |= load_word(a + i) ^ load_word(b + i);
+  return diff == 0;
+}
+
+// One cache line per slot, holding what a lookup compares: a hit reads this line and
+// nothing else until it uses the entry, and a miss stops at the hash. Names up to
+// inline_name bytes (almost all host names) are kept here; longer ones are compared with
+// the entry's own copy.
+constexpr std::size_t inline_name = 39;
+struct alignas(64) slot {
   std::uint64_t hash = 0;
   std::shared_ptr<const sni_entry> entry;  // null: empty slot
-};
+  std::uint8_t len = 0;                    // the name's length when it is in `name`, else 0
+  char name[inline_name];
 
-// Readers of any map spread over the stripes by thread, so two ring threads rarely share a
-// counter's cache line. Assigned once per thread; a trivially destructible thread_local, so
-// no allocation and no exit-time work.
-std::size_t stripe_index() noexcept {
+  void set(std::uint64_t h, std::shared_ptr<const sni_entry> e) noexcept {
+    hash = h;
+    const std::string& n = e->name;
+    len = n.size() <= inline_name ? static_cast<std::uint8_t>(n.size()) : 0;
+    if (len) std::memcpy(name, n.data(), len);
+    entry = std::move(e);
+  }
+  bool holds(std::string_view n, std::uint64_t h) const noexcept {
+    if (hash != h) return false;
+    if (len) return len == n.size() && same_bytes(name, n.data(), len);
+    return entry->name == n;
+  }
+};
+static_assert(sizeof(slot) == 64);
+
+// Readers spread over the stripes by thread. A thread owns one of the first owned_stripes
+// stripes (of every map) while it lives, so its counter has one writer and needs no atomic
+// read-modify-write; the writer's membarrier stands in for the reader's fence. Threads past
+// the 64th, or all when the kernel has no membarrier, use the shared stripes.
+constexpr int stripe_unclaimed = -1;
+constexpr int stripe_shared = -2;
+// Trivially destructible, so readable at any time; initial-exec, so reading it is one load
+// rather than a call into the dynamic linker (the library is not meant to be dlopen()ed late).
+[[gnu::tls_model("initial-exec")]] thread_local int my_stripe = stripe_unclaimed;
+std::atomic<std::uint64_t> claimed_stripes{0};  // bit i: stripe i has an owner
+
+// Gives the owned stripe back when its thread ends (every guard on it has left).
+struct stripe_release {
+  ~stripe_release() {
+    if (my_stripe >= 0) claimed_stripes.fetch_and(~(std::uint64_t{1} << my_stripe), std::memory_order_release);
+    my_stripe = stripe_shared;
+  }
+};
+thread_local stripe_release release_at_exit;
+
+long membarrier_call(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0, 0); }
+
+// Whether writers can order every reader with membarrier: registered once per process.
+bool asymmetric_fences() noexcept {
+  static const bool ok = [] {
+    const long cmds = membarrier_call(MEMBARRIER_CMD_QUERY);
+    return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+           membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+  }();
+  return ok;
+}
+
+// A full barrier on every running thread of the process. A child of fork() starts
+// unregistered (EPERM): register it and try again.
+bool barrier_all_threads() noexcept {
+  if (membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return true;
+  return errno == EPERM && membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+         membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0;
+}
+
+[[gnu::noinline]] int claim_stripe() noexcept {
+  if (asymmetric_fences()) {
+    std::uint64_t bits = claimed_stripes.load(std::memory_order_relaxed);
+    while (bits != ~std::uint64_t{0}) {
+      const int i = std::countr_one(bits);
+      if (claimed_stripes.compare_exchange_weak(bits, bits | (std::uint64_t{1} << i), std::memory_order_acquire,
+                                                std::memory_order_relaxed)) {
+        (void)&release_at_exit;  // registers its destructor for this thread
+        return my_stripe = i;
+      }
+    }
+  }
+  return my_stripe = stripe_shared;
+}
+
+std::size_t shared_stripe_index() noexcept {
   static std::atomic<std::size_t> next{0};
   thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
   return mine;
@@ -39,13 +135,12 @@ inline std::uint64_t load_le(const char* p, std::size_t n) noexcept {
   return v;
 }
 
-inline std::uint64_t mix(std::uint64_t h) noexcept {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+// The high and low halves of a 64x64 product, folded: each output bit depends on most
+// input bits of both factors.
+__extension__ typedef unsigned __int128 uint128;
+inline std::uint64_t fold(std::uint64_t a, std::uint64_t b) noexcept {
+  const uint128 r = static_cast<uint128>(a) * b;
+  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
 }
 
 std::chrono::system_clock::time_point not_after_of(X509* cert) {
@@ -76,22 +171,69 @@ result<key_kind> pkey_kind(EVP_PKEY* key) noexcept {
 
 }  // namespace
 
-struct sni_map::table {
-  std::size_t mask = 0;
-  std::size_t count = 0;
-  std::unique_ptr<slot[]> slots;
+namespace {
 
-  explicit table(std::size_t entries) {
-    std::size_t cap = std::bit_ceil(std::max<std::size_t>(8, entries * 2));
-    mask = cap - 1;
-    slots = std::make_unique<slot[]>(cap);
+// A table's slots. Arrays of 2 MiB and more (from about 15k names in a shard) are mapped on
+// their own and offered to transparent huge pages: a lookup in a large map then finds its
+// slot without a TLB miss, which in a virtual machine costs more than the cache miss. Smaller
+// arrays, or when mapping fails, come from operator new.
+class slot_array {
+ public:
+  explicit slot_array(std::size_t cap) : cap_(cap) {
+    const std::size_t bytes = cap * sizeof(slot);
+    if (bytes >= huge_page) p_ = map_huge(bytes);
+    mapped_ = p_ != nullptr;
+    if (!mapped_) p_ = static_cast<slot*>(::operator new(bytes, std::align_val_t{alignof(slot)}));
+    std::uninitialized_default_construct_n(p_, cap_);
   }
+  ~slot_array() {
+    std::destroy_n(p_, cap_);
+    if (mapped_)
+      munmap(p_, cap_ * sizeof(slot));
+    else
+      ::operator delete(p_, std::align_val_t{alignof(slot)});
+  }
+  slot_array(const slot_array&) = delete;
+  slot_array& operator=(const slot_array&) = delete;
+
+  slot& operator[](std::size_t i) noexcept { return p_[i]; }
+  const slot& operator[](std::size_t i) const noexcept { return p_[i]; }
+
+ private:
+  static constexpr std::size_t huge_page = std::size_t{2} << 20;
+
+  // `bytes` (a multiple of huge_page) at a huge_page boundary, or null.
+  static slot* map_huge(std::size_t bytes) noexcept {
+    void* m = mmap(nullptr, bytes + huge_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    const auto start = reinterpret_cast<std::uintptr_t>(m);
+    const std::uintptr_t aligned = (start + huge_page - 1) & ~(huge_page - 1);
+    if (aligned > start) munmap(m, aligned - start);
+    const std::uintptr_t end = start + bytes + huge_page;
+    if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+    (void)madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // a hint: 4 KiB pages also work
+    return reinterpret_cast<slot*>(aligned);
+  }
+
+  std::size_t cap_;
+  slot* p_ = nullptr;
+  bool mapped_ = false;
+};
+
+}  // namespace
+
+struct sni_map::table {
+  std::size_t mask;
+  std::size_t count = 0;
+  slot_array slots;
+
+  explicit table(std::size_t entries)
+      : mask(std::bit_ceil(std::max<std::size_t>(8, entries * 2)) - 1), slots(mask + 1) {}
 
   void put(std::uint64_t h, std::shared_ptr<const sni_entry> e) {
     std::size_t i = static_cast<std::size_t>(h) & mask;
     while (slots[i].entry) i = (i + 1) & mask;
-    slots[i].hash = h;
-    slots[i].entry = std::move(e);
+    slots[i].set(h, std::move(e));
     ++count;
   }
 
@@ -99,14 +241,13 @@ struct sni_map::table {
   void upsert(std::uint64_t h, std::shared_ptr<const sni_entry> e) {
     std::size_t i = static_cast<std::size_t>(h) & mask;
     while (slots[i].entry) {
-      if (slots[i].hash == h && slots[i].entry->name == e->name) {
+      if (slots[i].holds(e->name, h)) {
         slots[i].entry = std::move(e);
         return;
       }
       i = (i + 1) & mask;
     }
-    slots[i].hash = h;
-    slots[i].entry = std::move(e);
+    slots[i].set(h, std::move(e));
     ++count;
   }
 
@@ -115,7 +256,7 @@ struct sni_map::table {
     std::size_t i = static_cast<std::size_t>(h) & mask;
     for (;; i = (i + 1) & mask) {
       if (!slots[i].entry) return false;
-      if (slots[i].hash == h && slots[i].entry->name == name) break;
+      if (slots[i].holds(name, h)) break;
     }
     std::size_t j = i;
     for (;;) {
@@ -137,7 +278,7 @@ struct sni_map::table {
     for (;;) {
       const slot& s = slots[i];
       if (!s.entry) return nullptr;
-      if (s.hash == h && s.entry->name == name) return &s;
+      if (s.holds(name, h)) return &s;
       i = (i + 1) & mask;
     }
   }
@@ -292,8 +433,14 @@ sni_map::sni_map(std::size_t shards)
     : shard_count_(std::bit_ceil(std::clamp<std::size_t>(shards, 1, 1u << 16))),
       shards_(std::make_unique<std::atomic<table*>[]>(shard_count_)) {
   // A random seed keeps the table layout (and so probe lengths) unpredictable from outside.
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed_), sizeof seed_) != 1)
-    seed_ = reinterpret_cast<std::uintptr_t>(this) * 0x9e3779b97f4a7c15ULL;
+  std::uint64_t seeds[2];
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(seeds), sizeof seeds) != 1) {
+    seeds[0] = reinterpret_cast<std::uintptr_t>(this) * 0x9e3779b97f4a7c15ULL;
+    seeds[1] = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^ 0xa0761d6478bd642fULL;
+  }
+  // A zero factor would erase the other; odd factors never are.
+  seed_ = seeds[0];
+  seed2_ = seeds[1] | 1;
   for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].store(nullptr, std::memory_order_relaxed);
 }
 
@@ -302,17 +449,30 @@ sni_map::~sni_map() {
 }
 
 std::uint64_t sni_map::hash(std::string_view s) const noexcept {
-  std::uint64_t h = seed_ ^ (s.size() * 0x9e3779b97f4a7c15ULL);
-  const char* p = s.data();
+  // A multiply-fold over 16 bytes at a time (wyhash's construction) keyed by the map's
+  // random seed. Only names the map holds shape its clusters, so lookups of chosen names
+  // cannot lengthen probes; the seed keeps where names land unpredictable.
+  const auto* p = s.data();
   std::size_t n = s.size();
-  while (n >= 8) {
-    h = (h ^ mix(load_le(p, 8))) * 0x9e3779b97f4a7c15ULL;
-    p += 8;
-    n -= 8;
+  std::uint64_t h = seed_ ^ static_cast<std::uint64_t>(n);
+  std::uint64_t a = 0, b = 0;
+  if (n <= 16) {
+    if (n >= 8) {
+      a = load_le(p, 8);
+      b = load_le(p + n - 8, 8);
+    } else if (n > 0) {
+      a = load_le(p, n);
+    }
+  } else {
+    while (n > 16) {
+      h = fold(load_le(p, 8) ^ seed2_, load_le(p + 8, 8) ^ h);
+      p += 16;
+      n -= 16;
+    }
+    a = load_le(p + n - 16, 8);
+    b = load_le(p + n - 8, 8);
   }
-  if (n) h = (h ^ mix(load_le(p, n) ^ 0xa5)) * 0x9e3779b97f4a7c15ULL;
-  h = mix(h);
-  return h;
+  return fold(seed2_ ^ s.size(), fold(a ^ seed2_, b ^ h));
 }
 
 std::size_t sni_map::shard_of(std::uint64_t h) const noexcept {
@@ -321,22 +481,42 @@ std::size_t sni_map::shard_of(std::uint64_t h) const noexcept {
 }
 
 sni_map::read_guard::read_guard(const sni_map& m) noexcept {
-  stripe& st = m.stripes_[stripe_index() % stripe_count];
+  int mine = my_stripe;
+  if (mine == stripe_unclaimed) [[unlikely]]
+    mine = claim_stripe();
+  owned_ = mine >= 0;
+  stripe& st = owned_ ? m.stripes_[static_cast<std::size_t>(mine)]
+                      : m.stripes_[owned_stripes + shared_stripe_index() % shared_stripes];
   for (;;) {
     const std::uint64_t e = m.epoch_.load(std::memory_order_seq_cst);
     std::atomic<std::uint64_t>* c = &st.readers[e & 1];
-    c->fetch_add(1, std::memory_order_seq_cst);
+    if (owned_) {
+      // Only this thread writes the counter. The store may become visible after the loads
+      // below; a writer's membarrier orders it before the writer looks (see try_advance).
+      c->store(c->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      c->fetch_add(1, std::memory_order_seq_cst);
+    }
     // Entered only if the epoch did not move meanwhile: a writer that advanced past `e`
     // may not have seen this counter, so try again in the new epoch.
     if (m.epoch_.load(std::memory_order_seq_cst) == e) {
       counter_ = c;
       return;
     }
-    c->fetch_sub(1, std::memory_order_release);
+    if (owned_)
+      c->store(c->load(std::memory_order_relaxed) - 1, std::memory_order_release);
+    else
+      c->fetch_sub(1, std::memory_order_release);
   }
 }
 
-sni_map::read_guard::~read_guard() { counter_->fetch_sub(1, std::memory_order_release); }
+sni_map::read_guard::~read_guard() {
+  if (owned_)
+    counter_->store(counter_->load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  else
+    counter_->fetch_sub(1, std::memory_order_release);
+}
 
 auto sni_map::find_exact(std::string_view normalised, std::uint64_t h) const noexcept -> const entry_ptr* {
   const table* t = shards_[shard_of(h)].load(std::memory_order_acquire);
@@ -349,15 +529,21 @@ auto sni_map::find_guarded(std::string_view name) const noexcept -> const entry_
   char buf[256];
   std::size_t len = 0;
   if (!normalise_into(name, buf, len)) return nullptr;
-  std::string_view n(buf, len);
+  return find_normalised({buf, len});
+}
+
+auto sni_map::find_normalised(std::string_view n) const noexcept -> const entry_ptr* {
+  if (n.empty() || n.size() > max_name_length) return nullptr;
   if (const entry_ptr* e = find_exact(n, hash(n))) return e;
   if (is_wildcard(n)) return nullptr;
   // One level only: "a.b.example" -> "*.b.example", never "*.example".
   const std::size_t dot = n.find('.');
   if (dot == std::string_view::npos || dot == 0) return nullptr;
-  buf[dot - 1] = '*';
-  std::string_view w(buf + dot - 1, len - dot + 1);
-  return find_exact(w, hash(w));
+  char w[256];
+  w[0] = '*';
+  std::memcpy(w + 1, n.data() + dot, n.size() - dot);
+  const std::string_view wild(w, n.size() - dot + 1);
+  return find_exact(wild, hash(wild));
 }
 
 std::shared_ptr<const sni_entry> sni_map::lookup(std::string_view name) const noexcept {
@@ -445,6 +631,11 @@ bool sni_map::try_advance() {
   const std::uint64_t e = epoch_.load(std::memory_order_seq_cst);
   // Readers still in epoch e-1 count on the parity of e+1; they block the step to e+1.
   const std::size_t parity = (e + 1) & 1;
+  // Owned stripes are updated without a fence: this makes every running thread of the
+  // process pass a full barrier, so a counter stored before a reader loaded a table pointer
+  // is seen below, and a reader that has not stored yet loads the tables published before
+  // this call. Without it nothing can be proven, so the epoch stays.
+  if (asymmetric_fences() && !barrier_all_threads()) return false;
   for (const stripe& st : stripes_)
     if (st.readers[parity].load(std::memory_order_seq_cst) != 0) return false;
   epoch_.store(e + 1, std::memory_order_seq_cst);

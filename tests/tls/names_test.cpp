@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "letsencrypt/tls/names.hpp"
 
@@ -105,6 +108,81 @@ TEST(names, wildcard_predicate) {
   EXPECT_TRUE(tls::is_wildcard("*.example.com"));
   EXPECT_FALSE(tls::is_wildcard("example.com"));
   EXPECT_FALSE(tls::is_wildcard("*"));
+}
+
+
+// The rules again, written the plain way (split into labels, check each): normalise_into
+// must agree with it on every input, including the hostile ones a ClientHello can carry.
+std::optional<std::string> reference_normalise(std::string s) {
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  if (s.empty() || s.size() > 253) return std::nullopt;
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  std::vector<std::string> labels;
+  std::string cur;
+  for (char c : s) {
+    if (c == '.') {
+      labels.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  labels.push_back(cur);
+  for (std::size_t k = 0; k < labels.size(); ++k) {
+    const std::string& l = labels[k];
+    if (l == "*") {
+      if (k != 0) return std::nullopt;
+      continue;
+    }
+    if (l.empty() || l.size() > 63) return std::nullopt;
+    for (char c : l)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return std::nullopt;
+    if (l.front() == '-' || l.back() == '-') return std::nullopt;
+    if (l.size() >= 4 && l.substr(2, 2) == "--" && l.substr(0, 2) != "xn") return std::nullopt;
+  }
+  if (labels.back().find_first_not_of("0123456789") == std::string::npos) return std::nullopt;
+  if (labels.front() == "*" && labels.size() < 3) return std::nullopt;
+  return s;
+}
+
+TEST(names, agrees_with_the_plain_reading_of_the_rules) {
+  std::mt19937_64 rng(20261130);
+  const std::string alphabet = "abcxnXN019-.*_ \xff\x80";
+  auto random_name = [&] {
+    std::string s;
+    if (rng() % 2) {  // label-shaped: mostly valid, so the accepting paths are exercised
+      const std::size_t labels = 1 + rng() % 5;
+      for (std::size_t k = 0; k < labels; ++k) {
+        if (k) s += '.';
+        const std::size_t len = rng() % 8 == 0 ? 60 + rng() % 6 : rng() % 7;
+        for (std::size_t j = 0; j < len; ++j) s += alphabet[rng() % 13];
+      }
+      if (rng() % 8 == 0) s = "*." + s;
+      if (rng() % 8 == 0) s += '.';
+    } else {
+      const std::size_t len = rng() % 24;
+      for (std::size_t j = 0; j < len; ++j) s += alphabet[rng() % alphabet.size()];
+    }
+    if (rng() % 16 == 0) s.insert(s.size() / 2, std::string(1, '\0'));
+    return s;
+  };
+  std::size_t accepted = 0;
+  for (int n = 0; n < 200000; ++n) {
+    const std::string in = random_name();
+    const auto want = reference_normalise(in);
+    char buf[256];
+    std::size_t len = 0;
+    const bool got = tls::normalise_into(in, buf, len);
+    ASSERT_EQ(got, want.has_value()) << "input: " << in;
+    if (got) {
+      ASSERT_EQ(std::string(buf, len), *want) << "input: " << in;
+      ++accepted;
+    }
+  }
+  // Both sides of the decision were reached many times.
+  EXPECT_GT(accepted, 10000u);
+  EXPECT_LT(accepted, 190000u);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "letsencrypt/tls/names.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
 #include "test_certs.hpp"
 
@@ -205,6 +206,66 @@ TEST_F(sni_map_test, many_names_grow_and_shrink) {
   EXPECT_GE(m.reclaimed_tables(), static_cast<std::uint64_t>(n));
 }
 
+// A name of `len` bytes: `c` repeated, a dot every 50 bytes, ending in `last`.
+std::string name_of_length(std::size_t len, char c, char last) {
+  std::string s(len, c);
+  for (std::size_t i = 50; i + 1 < len; i += 51) s[i] = '.';
+  s.back() = last;
+  return s;
+}
+
+TEST_F(sni_map_test, names_of_every_length_are_told_apart) {
+  // Lengths on both sides of what a slot keeps inline, up to the longest name, and pairs
+  // that differ only in their last byte: only the whole name may match.
+  tls::sni_map m(2);
+  std::vector<std::string> names;
+  for (std::size_t len = 2; len <= tls::max_name_length; ++len) {
+    names.push_back(name_of_length(len, 'a', 'a'));
+    names.push_back(name_of_length(len, 'a', 'z'));
+  }
+  for (std::size_t i = 0; i < names.size(); ++i) ASSERT_TRUE(m.insert(names[i], i % 3 ? ec_a() : ec_b())) << names[i];
+  EXPECT_EQ(m.size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto e = m.lookup(names[i]);
+    ASSERT_NE(e, nullptr) << names[i];
+    EXPECT_EQ(e->name, names[i]);
+    EXPECT_EQ(e->keys[0], i % 3 ? ec_a() : ec_b()) << names[i];
+  }
+  for (std::size_t i = 0; i < names.size(); i += 2) ASSERT_TRUE(*m.remove(names[i]));
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto e = m.lookup(names[i]);
+    if (i % 2 == 0) {
+      EXPECT_EQ(e, nullptr) << names[i];
+    } else {
+      ASSERT_NE(e, nullptr) << names[i];
+      EXPECT_EQ(e->name, names[i]);
+    }
+  }
+  // One byte longer than the longest name is never looked up, and never found.
+  EXPECT_EQ(m.lookup(name_of_length(tls::max_name_length + 1, 'a', 'z')), nullptr);
+}
+
+TEST_F(sni_map_test, visit_normalised_takes_the_name_as_given) {
+  tls::sni_map m(4);
+  ASSERT_TRUE(m.insert("exact.example.com", ec_a()));
+  ASSERT_TRUE(m.insert("*.wild.example.com", ec_b()));
+  auto name_seen = [&](std::string_view q) {
+    std::string seen;
+    m.visit_normalised(q, [&](const tls::sni_entry& e) noexcept { seen = e.name; });
+    return seen;
+  };
+  EXPECT_EQ(name_seen("exact.example.com"), "exact.example.com");
+  EXPECT_EQ(name_seen("a.wild.example.com"), "*.wild.example.com");
+  EXPECT_EQ(name_seen("*.wild.example.com"), "*.wild.example.com");
+  EXPECT_EQ(name_seen("a.b.wild.example.com"), "");  // one level only
+  // Not in normalised form: visit() would fold these, visit_normalised does not.
+  EXPECT_EQ(name_seen("EXACT.example.com"), "");
+  EXPECT_EQ(name_seen("exact.example.com."), "");
+  EXPECT_EQ(name_seen(""), "");
+  EXPECT_EQ(name_seen(std::string(300, 'a') + ".wild.example.com"), "");
+  EXPECT_TRUE(m.visit("EXACT.example.com.", [](const tls::sni_entry&) noexcept {}));
+}
+
 TEST_F(sni_map_test, batch_apply) {
   tls::sni_map m(16);
   std::vector<tls::sni_update> batch;
@@ -243,6 +304,41 @@ TEST_F(sni_map_test, retired_table_waits_for_reader_inside_lookup) {
   EXPECT_EQ(m.collect(), 1u);
   EXPECT_EQ(m.retired_tables(), 0u);
   EXPECT_EQ(m.reclaimed_tables(), before + 1);
+}
+
+TEST_F(sni_map_test, every_reader_holds_back_reclamation_owned_stripe_or_shared) {
+  // More readers than there are owned stripes (64), all inside a visit at once: the later
+  // ones read through the shared stripes. The table they all see is retired by a write and
+  // must not be freed until the last of them has left, whichever kind it is.
+  tls::sni_map m(1);
+  ASSERT_TRUE(m.insert("a.example", ec_a()));
+  m.synchronize();
+  const auto before = m.reclaimed_tables();
+  constexpr int readers = 80;
+  std::atomic<int> inside{0}, left{0}, release_upto{0}, bad{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < readers; ++i)
+    ts.emplace_back([&, i] {
+      const bool found = m.visit("a.example", [&](const tls::sni_entry& e) {
+        ++inside;
+        while (release_upto.load() <= i) std::this_thread::yield();
+        if (e.keys[0] != ec_a() || e.name != "a.example") ++bad;
+      });
+      if (!found) ++bad;
+      ++left;
+    });
+  while (inside.load() < readers) std::this_thread::yield();
+  ASSERT_TRUE(m.set("a.example", {ec_b()}));
+  for (int i = 0; i < readers; ++i) {
+    EXPECT_EQ(m.collect(), 0u) << "freed with " << readers - i << " readers inside";
+    release_upto = i + 1;
+    while (left.load() <= i) std::this_thread::yield();
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(m.collect(), 1u);
+  EXPECT_EQ(m.reclaimed_tables(), before + 1);
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(m.lookup("a.example")->keys[0], ec_b());
 }
 
 TEST_F(sni_map_test, concurrent_readers_while_writer_churns) {

@@ -140,19 +140,27 @@ struct sni_update {
 ///
 /// Readers (lookup, visit) take no lock and allocate nothing. Memory is reclaimed by epochs:
 /// a lookup enters the current epoch on a per-thread stripe counter before it loads a table
-/// pointer and leaves it when done (a guard object, two uncontended atomic adds). That exit
-/// is the reader's quiescent point, so ring threads need no explicit announcement: a thread
-/// between lookups is always quiescent. A replaced table is retired with the epoch of its
-/// unlinking and freed once the global epoch is two ahead, which the writer advances only
-/// when no reader is left in the epoch it leaves behind. Writers serialise on a mutex.
+/// pointer and leaves it when done (a guard object). That exit is the reader's quiescent
+/// point, so ring threads need no explicit announcement: a thread between lookups is always
+/// quiescent. A replaced table is retired with the epoch of its unlinking and freed once the
+/// global epoch is two ahead, which the writer advances only when no reader is left in the
+/// epoch it leaves behind. Writers serialise on a mutex.
+///
+/// The first 64 reading threads each own a stripe and update it with plain stores; the
+/// ordering a reader would need a fence for is supplied by the writer instead, through
+/// membarrier(2), which makes every running thread of the process execute a full barrier
+/// (as liburcu's memb flavour does). Further threads, and every thread on a kernel without
+/// membarrier, share the remaining stripes with atomic read-modify-writes.
 ///
 /// Entries are shared_ptr, so a caller that copied one (lookup) keeps it past replacement.
 /// The map must outlive every reader; it must not be destroyed during a lookup.
 class sni_map {
  public:
-  /// `shards` is rounded up to a power of two; more shards make single writes cheaper on
-  /// large maps (a write copies one shard).
-  explicit sni_map(std::size_t shards = 256);
+  /// `shards` is rounded up to a power of two. A write copies one shard, so more shards make
+  /// single writes cheaper on large maps; fewer make shards large enough for huge pages
+  /// (from about 15k names per shard), which makes lookups in large maps faster. With the
+  /// default, a write to a 1M-name map copies about 2 MiB.
+  explicit sni_map(std::size_t shards = 64);
   ~sni_map();
   sni_map(const sni_map&) = delete;
   sni_map& operator=(const sni_map&) = delete;
@@ -191,6 +199,19 @@ class sni_map {
     return true;
   }
 
+  /// visit() for a name already in normalise_into()'s form, for callers that normalised it
+  /// for their own use (the ClientHello callback): the name is not checked or copied again,
+  /// so one in any other form finds nothing.
+  template <class F>
+  bool visit_normalised(std::string_view normalised, F&& f) const
+      noexcept(noexcept(f(std::declval<const sni_entry&>()))) {
+    read_guard g(*this);
+    const std::shared_ptr<const sni_entry>* e = find_normalised(normalised);
+    if (!e) return false;
+    f(**e);
+    return true;
+  }
+
   /// Number of names (wildcards count as one).
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
@@ -210,7 +231,9 @@ class sni_map {
   struct stripe {
     alignas(64) std::array<std::atomic<std::uint64_t>, 2> readers{};
   };
-  static constexpr std::size_t stripe_count = 64;
+  static constexpr std::size_t owned_stripes = 64;
+  static constexpr std::size_t shared_stripes = 8;
+  static constexpr std::size_t stripe_count = owned_stripes + shared_stripes;
 
   class read_guard {
    public:
@@ -221,10 +244,12 @@ class sni_map {
 
    private:
     std::atomic<std::uint64_t>* counter_;
+    bool owned_;
   };
 
   using entry_ptr = std::shared_ptr<const sni_entry>;
   const entry_ptr* find_guarded(std::string_view name) const noexcept;
+  const entry_ptr* find_normalised(std::string_view normalised) const noexcept;
   const entry_ptr* find_exact(std::string_view normalised, std::uint64_t hash) const noexcept;
   std::uint64_t hash(std::string_view s) const noexcept;
   std::size_t shard_of(std::uint64_t h) const noexcept;
@@ -237,6 +262,7 @@ class sni_map {
 
   std::size_t shard_count_;
   std::uint64_t seed_;
+  std::uint64_t seed2_;
   std::unique_ptr<std::atomic<table*>[]> shards_;
   mutable std::array<stripe, stripe_count> stripes_{};
   std::atomic<std::uint64_t> epoch_{2};
