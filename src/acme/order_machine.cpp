@@ -232,8 +232,10 @@ void order_machine::on_authorization(acme_result<authorization> r) {
 
 void order_machine::on_presented(acme_result<void> r) {
   if (!expect(phase::present)) return;
-  if (!r) return fail(std::move(r).error());
+  // A present() that failed may have done part of its work (a DNS record written before
+  // the API timed out): it is cleaned up like the others.
   work_[cursor_].presented = true;
+  if (!r) return fail(std::move(r).error());
   if (next_item(work_.size())) phase_ = phase::respond;
 }
 

@@ -64,7 +64,7 @@ struct scripted_ca {
 
 struct trace {
   std::vector<k> steps;
-  std::vector<std::string> presented;  // challenge URLs, in order
+  std::vector<std::string> presented;  // challenge URLs present() was called for, in order
   std::vector<std::string> cleaned;
   std::vector<challenge_info> infos;
   std::vector<std::string> csr_names;
@@ -85,7 +85,10 @@ k drive(order_machine& m, scripted_ca& ca, trace& t, std::optional<issued_certif
       switch (s.what) {
         case k::new_order: m.on_new_order(unexpected(e)); continue;
         case k::fetch_authorization: m.on_authorization(unexpected(e)); continue;
-        case k::present: m.on_presented(unexpected(e)); continue;
+        case k::present:
+          t.presented.push_back(s.challenge->url);
+          m.on_presented(unexpected(e));
+          continue;
         case k::respond: m.on_responded(unexpected(e)); continue;
         case k::wait_authorization: m.on_authorization_settled(unexpected(e)); continue;
         case k::wait_ready:
@@ -102,10 +105,10 @@ k drive(order_machine& m, scripted_ca& ca, trace& t, std::optional<issued_certif
       case k::fetch_authorization: m.on_authorization(ca.authzs.at(std::string(s.url))); break;
       case k::present:
         t.infos.push_back(*s.challenge);
+        t.presented.push_back(s.challenge->url);
         if (ca.present_fails.count(s.challenge->identifier.value)) {
           m.on_presented(unexpected(error(letsencrypt::errc::not_allowed)));
         } else {
-          t.presented.push_back(s.challenge->url);
           m.on_presented({});
         }
         break;
@@ -343,7 +346,7 @@ TEST(order_machine, no_enabled_challenge_type) {
   EXPECT_EQ(m.failure().code, errc::no_supported_challenge);
 }
 
-TEST(order_machine, a_failed_present_cleans_up_what_was_presented) {
+TEST(order_machine, a_failed_present_is_cleaned_up_with_what_was_presented_before_it) {
   scripted_ca ca;
   ca.names = {"a.test", "b.test", "c.test"};
   ca.add_authz("a.test", {{"http-01", token_a}});
@@ -354,7 +357,8 @@ TEST(order_machine, a_failed_present_cleans_up_what_was_presented) {
   trace t;
   ASSERT_EQ(drive(m, ca, t), k::failed);
   EXPECT_EQ(m.failure().code, letsencrypt::errc::not_allowed);
-  EXPECT_EQ(t.presented, std::vector<std::string>{"https://ca.test/authz/0/http-01"});
+  // Nothing is presented after the failure; the one that failed is cleaned up too.
+  EXPECT_EQ(t.presented, (std::vector<std::string>{"https://ca.test/authz/0/http-01", "https://ca.test/authz/1/http-01"}));
   EXPECT_EQ(t.cleaned, t.presented);
   EXPECT_EQ(t.steps.back(), k::failed);
 }
@@ -607,8 +611,8 @@ TEST(order_machine, a_reply_to_the_wrong_step_ends_it) {
 }
 
 // Random replies at every step: the machine ends within a bounded number of steps, cleans up
-// every presented challenge exactly once (and only those), and never presents after a
-// failure began.
+// every challenge present() was called for exactly once (and only those), and never
+// presents after a failure began.
 TEST(order_machine, random_replies_always_end_and_clean_up) {
   std::mt19937 rng(20261129);
   const status statuses[] = {status::unknown, status::pending,    status::ready,   status::processing,
@@ -668,13 +672,12 @@ TEST(order_machine, random_replies_always_end_and_clean_up) {
         case k::present:
           ASSERT_NE(s.challenge, nullptr);
           ASSERT_EQ(cleanups, 0u) << "present after cleanup began";
-          if (err) {
+          ++presents;
+          live.insert(s.challenge->url + "#" + s.challenge->identifier.value);
+          if (err)
             m.on_presented(unexpected(error(letsencrypt::errc::not_allowed)));
-          } else {
-            ++presents;
-            live.insert(s.challenge->url + "#" + s.challenge->identifier.value);
+          else
             m.on_presented({});
-          }
           break;
         case k::respond:
           if (err) m.on_responded(unexpected(error(errc::bad_nonce)));

@@ -62,8 +62,10 @@ struct challenge_info {
 
 /// Makes a challenge answerable (serve /.well-known/acme-challenge/<token>, install the
 /// acme-tls/1 certificate, publish the TXT record) and removes it again. present() returns
-/// once the CA may validate; cleanup() is called for every successful present(), whatever
-/// the outcome. Both run on the client's ring thread.
+/// once the CA may validate; cleanup() is called once for every present() that returned,
+/// whether it succeeded or not (a failed one may have done part of its work), whatever the
+/// order's outcome, so it must accept a challenge that was never fully presented. Both run
+/// on the client's ring thread.
 struct challenge_solver {
   virtual ~challenge_solver() = default;
   virtual io::task<result<void>> present(const challenge_info& c) = 0;
