@@ -175,13 +175,18 @@ namespace {
 
 // A table's slots. Arrays of 2 MiB and more (from about 15k names in a shard) are mapped on
 // their own and offered to transparent huge pages: a lookup in a large map then finds its
-// slot without a TLB miss, which in a virtual machine costs more than the cache miss. Smaller
-// arrays, or when mapping fails, come from operator new.
+// slot without a TLB miss, which in a virtual machine costs more than the cache miss. Arrays
+// from 64 KiB are mapped too, so the tables a bulk load replaces go back to the system
+// instead of leaving holes in the heap. Smaller ones, or when mapping fails, come from
+// operator new.
 class slot_array {
  public:
   explicit slot_array(std::size_t cap) : cap_(cap) {
     const std::size_t bytes = cap * sizeof(slot);
-    if (bytes >= huge_page) p_ = map_huge(bytes);
+    if (bytes >= huge_page)
+      p_ = map_huge(bytes);
+    else if (bytes >= map_from)
+      p_ = map_plain(bytes);
     mapped_ = p_ != nullptr;
     if (!mapped_) p_ = static_cast<slot*>(::operator new(bytes, std::align_val_t{alignof(slot)}));
     std::uninitialized_default_construct_n(p_, cap_);
@@ -201,6 +206,12 @@ class slot_array {
 
  private:
   static constexpr std::size_t huge_page = std::size_t{2} << 20;
+  static constexpr std::size_t map_from = std::size_t{64} << 10;
+
+  static slot* map_plain(std::size_t bytes) noexcept {
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? nullptr : static_cast<slot*>(m);
+  }
 
   // `bytes` (a multiple of huge_page) at a huge_page boundary, or null.
   static slot* map_huge(std::size_t bytes) noexcept {
