@@ -39,6 +39,8 @@ struct config {
   /// Challenges tried, in order of preference. dns-01 needs dns_hook.
   std::vector<challenge_type> challenges = {challenge_type::tls_alpn_01, challenge_type::http_01};
   /// Sets (present = true) or removes the TXT record `_acme-challenge.<name>` = value.
+  /// Removal is also asked for after a set that failed (it may have half happened), so it
+  /// must accept a record that is not there.
   std::function<bool(std::string_view name, std::string_view value, bool present)> dns_hook;
 
   /// Event-loop threads; 0 means one per core.

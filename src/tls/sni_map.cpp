@@ -16,6 +16,7 @@
 #include <thread>
 
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -90,18 +91,27 @@ thread_local stripe_release release_at_exit;
 
 long membarrier_call(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0, 0); }
 
+// A child of fork() has only the forking thread: the other threads' stripes are free again.
+// (A map that another thread was reading at the fork stays unreclaimable in the child, as
+// any lock held at a fork stays held.)
+void release_stripes_in_child() noexcept {
+  claimed_stripes.store(my_stripe >= 0 ? std::uint64_t{1} << my_stripe : 0, std::memory_order_relaxed);
+}
+
 // Whether writers can order every reader with membarrier: registered once per process.
 bool asymmetric_fences() noexcept {
   static const bool ok = [] {
     const long cmds = membarrier_call(MEMBARRIER_CMD_QUERY);
-    return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-           membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    const bool usable = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                        membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    if (usable) (void)pthread_atfork(nullptr, nullptr, release_stripes_in_child);
+    return usable;
   }();
   return ok;
 }
 
-// A full barrier on every running thread of the process. A child of fork() starts
-// unregistered (EPERM): register it and try again.
+// A full barrier on every running thread of the process. Registration survives fork() and
+// ends at exec; should the kernel still answer EPERM, register and try again.
 bool barrier_all_threads() noexcept {
   if (membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return true;
   return errno == EPERM && membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
@@ -173,7 +183,7 @@ result<key_kind> pkey_kind(EVP_PKEY* key) noexcept {
 
 namespace {
 
-// A table's slots. Arrays of 2 MiB and more (from about 15k names in a shard) are mapped on
+// A table's slots. Arrays of 2 MiB and more (from 8193 names in a shard) are mapped on
 // their own and offered to transparent huge pages: a lookup in a large map then finds its
 // slot without a TLB miss, which in a virtual machine costs more than the cache miss. Arrays
 // from 64 KiB are mapped too, so the tables a bulk load replaces go back to the system
@@ -646,7 +656,10 @@ bool sni_map::try_advance() {
   // process pass a full barrier, so a counter stored before a reader loaded a table pointer
   // is seen below, and a reader that has not stored yet loads the tables published before
   // this call. Without it nothing can be proven, so the epoch stays.
-  if (asymmetric_fences() && !barrier_all_threads()) return false;
+  if (asymmetric_fences() && !barrier_all_threads()) {
+    barrier_failed_ = true;
+    return false;
+  }
   for (const stripe& st : stripes_)
     if (st.readers[parity].load(std::memory_order_seq_cst) != 0) return false;
   epoch_.store(e + 1, std::memory_order_seq_cst);
@@ -677,8 +690,10 @@ void sni_map::synchronize() {
   for (;;) {
     {
       std::lock_guard lock(write_mutex_);
+      barrier_failed_ = false;
       collect_locked();
-      if (retired_.empty()) return;
+      // Without the barrier nothing more can be proven free; waiting would never end.
+      if (retired_.empty() || barrier_failed_) return;
     }
     std::this_thread::yield();
   }

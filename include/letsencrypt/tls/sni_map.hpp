@@ -150,7 +150,9 @@ struct sni_update {
 /// ordering a reader would need a fence for is supplied by the writer instead, through
 /// membarrier(2), which makes every running thread of the process execute a full barrier
 /// (as liburcu's memb flavour does). Further threads, and every thread on a kernel without
-/// membarrier, share the remaining stripes with atomic read-modify-writes.
+/// membarrier, share the remaining stripes with atomic read-modify-writes. Should membarrier
+/// start failing after it was registered (a seccomp filter installed later), replaced tables
+/// are kept rather than freed (synchronize() then returns without them).
 ///
 /// Entries are shared_ptr, so a caller that copied one (lookup) keeps it past replacement.
 /// The map must outlive every reader; it must not be destroyed during a lookup.
@@ -158,7 +160,7 @@ class sni_map {
  public:
   /// `shards` is rounded up to a power of two. A write copies one shard, so more shards make
   /// single writes cheaper on large maps; fewer make shards large enough for huge pages
-  /// (from about 15k names per shard), which makes lookups in large maps faster. With the
+  /// (from 8193 names per shard), which makes lookups in large maps faster. With the
   /// default, a write to a 1M-name map copies about 2 MiB.
   explicit sni_map(std::size_t shards = 64);
   ~sni_map();
@@ -219,7 +221,8 @@ class sni_map {
   /// Writers call it themselves; calling it on a timer bounds memory after the last write.
   std::size_t collect();
 
-  /// Waits until every table retired so far is freed (readers in flight finish first).
+  /// Waits until every table retired so far is freed (readers in flight finish first), or
+  /// returns early if membarrier fails (see above).
   void synchronize();
 
   /// Tables freed since construction, and tables retired but not yet freed.
@@ -275,6 +278,7 @@ class sni_map {
     std::uint64_t epoch;
   };
   std::vector<retired> retired_;
+  bool barrier_failed_ = false;  // the last membarrier failed (with write_mutex_)
 };
 
 }  // namespace letsencrypt::tls
