@@ -98,7 +98,8 @@ void release_stripes_in_child() noexcept {
   claimed_stripes.store(my_stripe >= 0 ? std::uint64_t{1} << my_stripe : 0, std::memory_order_relaxed);
 }
 
-// Whether writers can order every reader with membarrier: registered once per process.
+// Whether writers can order every reader with membarrier: registered once per process, by
+// the first map's constructor.
 bool asymmetric_fences() noexcept {
   static const bool ok = [] {
     const long cmds = membarrier_call(MEMBARRIER_CMD_QUERY);
@@ -462,6 +463,9 @@ sni_map::sni_map(std::size_t shards)
   // A zero factor would erase the other; odd factors never are.
   seed_ = seeds[0];
   seed2_ = seeds[1] | 1;
+  // Registering for membarrier waits for an RCU grace period (about 12 ms here): done at
+  // construction, so a ring thread's first lookup does not stall its other connections.
+  (void)asymmetric_fences();
   for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].store(nullptr, std::memory_order_relaxed);
 }
 
