@@ -28,9 +28,9 @@ namespace letsencrypt::tls {
 
 namespace {
 
-inline std::uint64_t load_word(const char* p) noexcept {
-  std::uint64_t v;
-  std::memcpy(&v, p, sizeof v);
+inline std::uint64_t load_le(const char* p, std::size_t n) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, n);
   return v;
 }
 
@@ -38,8 +38,8 @@ inline std::uint64_t load_word(const char* p) noexcept {
 // overlapping the one before.
 inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
   if (n < 8) return std::memcmp(a, b, n) == 0;
-  std::uint64_t diff = load_word(a + n - 8) ^ load_word(b + n - 8);
-  for (std::size_t i = 0; i + 8 < n; i += 8) diff |= load_word(a + i) ^ load_word(b + i);
+  std::uint64_t diff = load_le(a + n - 8, 8) ^ load_le(b + n - 8, 8);
+  for (std::size_t i = 0; i + 8 < n; i += 8) diff |= load_le(a + i, 8) ^ load_le(b + i, 8);
   return diff == 0;
 }
 
@@ -134,16 +134,30 @@ bool barrier_all_threads() noexcept {
   return my_stripe = stripe_shared;
 }
 
+// A reader enters or leaves counter `c`. On an owned stripe only this thread writes it: the
+// entering store may become visible after the loads that follow it, and a writer's
+// membarrier orders it before the writer looks (see try_advance). Shared stripes take atomic
+// read-modify-writes.
+inline void count_in(std::atomic<std::uint64_t>& c, bool owned) noexcept {
+  if (owned) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    c.fetch_add(1, std::memory_order_seq_cst);
+  }
+}
+
+inline void count_out(std::atomic<std::uint64_t>& c, bool owned) noexcept {
+  if (owned)
+    c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  else
+    c.fetch_sub(1, std::memory_order_release);
+}
+
 std::size_t shared_stripe_index() noexcept {
   static std::atomic<std::size_t> next{0};
   thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
   return mine;
-}
-
-inline std::uint64_t load_le(const char* p, std::size_t n) noexcept {
-  std::uint64_t v = 0;
-  std::memcpy(&v, p, n);
-  return v;
 }
 
 // The high and low halves of a 64x64 product, folded: each output bit depends on most
@@ -515,33 +529,18 @@ sni_map::read_guard::read_guard(const sni_map& m) noexcept {
   for (;;) {
     const std::uint64_t e = m.epoch_.load(std::memory_order_seq_cst);
     std::atomic<std::uint64_t>* c = &st.readers[e & 1];
-    if (owned_) {
-      // Only this thread writes the counter. The store may become visible after the loads
-      // below; a writer's membarrier orders it before the writer looks (see try_advance).
-      c->store(c->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    } else {
-      c->fetch_add(1, std::memory_order_seq_cst);
-    }
+    count_in(*c, owned_);
     // Entered only if the epoch did not move meanwhile: a writer that advanced past `e`
     // may not have seen this counter, so try again in the new epoch.
     if (m.epoch_.load(std::memory_order_seq_cst) == e) {
       counter_ = c;
       return;
     }
-    if (owned_)
-      c->store(c->load(std::memory_order_relaxed) - 1, std::memory_order_release);
-    else
-      c->fetch_sub(1, std::memory_order_release);
+    count_out(*c, owned_);
   }
 }
 
-sni_map::read_guard::~read_guard() {
-  if (owned_)
-    counter_->store(counter_->load(std::memory_order_relaxed) - 1, std::memory_order_release);
-  else
-    counter_->fetch_sub(1, std::memory_order_release);
-}
+sni_map::read_guard::~read_guard() { count_out(*counter_, owned_); }
 
 auto sni_map::find_exact(std::string_view normalised, std::uint64_t h) const noexcept -> const entry_ptr* {
   const table* t = shards_[shard_of(h)].load(std::memory_order_acquire);
