@@ -55,6 +55,8 @@ Options:
   --deferred        keep leaves and their keys as DER until a handshake needs them
                     (tls::deferred_key): faster start, less memory for names not
                     yet asked for, and the first handshake of each name parses
+  --parsed-limit N  with --deferred: at most N certificates stay parsed, the ones not
+                    used lately dropped first (tls::deferred_cache; default: no limit)
   --openssl-defaults  OpenSSL's TLS 1.3 suite order, the client's preference and two
                     tickets per handshake, as nginx runs with its defaults (default: the
                     library's, see tls::make_server_context)
@@ -125,8 +127,9 @@ std::string pem_to_der(std::string_view pem, const char* label) {
 // that many leafs share (the issuer) are parsed once and shared by reference, as a server
 // holding thousands of certificates from one CA would. With `deferred`, leaves and their own
 // keys are kept as DER and parsed by the first handshake that needs them
-// (tls::deferred_key).
-std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool deferred) {
+// (tls::deferred_key), counted against `cache` when there is one.
+std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool deferred,
+                              const std::shared_ptr<tls::deferred_cache>& cache) {
   std::unordered_map<std::string, tls::x509_ptr> issuers;
   tls::evp_pkey_ptr shared;
   std::string text;
@@ -177,9 +180,9 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
         std::string key_der = pem_to_der(text, "PRIVATE KEY");
         OPENSSL_cleanse(text.data(), text.size());
         if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
-        dk = tls::deferred_key::make(std::move(leaf_der), std::move(key_der), rest);
+        dk = tls::deferred_key::make(std::move(leaf_der), std::move(key_der), rest, cache);
       } else if (shared) {
-        dk = tls::deferred_key::make(std::move(leaf_der), shared.get(), rest);
+        dk = tls::deferred_key::make(std::move(leaf_der), shared.get(), rest, cache);
       } else {
         fatal("no key for " + path + " (neither " + name + ".key nor shared.key)");
       }
@@ -234,6 +237,7 @@ int main(int argc, char** argv) {
   unsigned shards = 1;
   bool openssl_defaults = false;
   bool deferred = false;
+  unsigned parsed_limit = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto need = [&]() -> std::string {
@@ -258,6 +262,8 @@ int main(int argc, char** argv) {
       if (port > 65535) usage_error("--port must be 0..65535");
     } else if (a == "--deferred") {
       deferred = true;
+    } else if (a == "--parsed-limit") {
+      parsed_limit = number(need());
     } else if (a == "--openssl-defaults") {
       openssl_defaults = true;
     } else if (a == "--shards") {
@@ -268,6 +274,7 @@ int main(int argc, char** argv) {
     }
   }
   if (dir.empty()) usage_error("--certs is required");
+  if (parsed_limit > 0 && !deferred) usage_error("--parsed-limit needs --deferred");
 
   // Signals go to sigwait below, never to the shard threads that inherit this mask.
   sigset_t sigs;
@@ -297,7 +304,8 @@ int main(int argc, char** argv) {
   double cpu0 = cpu_seconds();
   auto t0 = std::chrono::steady_clock::now();
   tls::sni_map map;
-  std::size_t loaded = load_certificates(dir, map, deferred);
+  auto cache = parsed_limit > 0 ? tls::deferred_cache::make(parsed_limit) : nullptr;
+  std::size_t loaded = load_certificates(dir, map, deferred, cache);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double load_cpu = cpu_seconds() - cpu0;
   long rss_after = rss_kb();

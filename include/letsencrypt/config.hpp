@@ -49,6 +49,12 @@ struct config {
   std::uint16_t https_port = 443;
   std::uint16_t http_port = 80;
   std::chrono::seconds handshake_timeout{10};
+  /// Certificates loaded from the journal at start stay DER (about 1 KiB each) until a
+  /// handshake for one of their names needs them. At most this many of those stay parsed
+  /// (about 7 KiB each) at once: the ones not used lately are dropped first and parsed again
+  /// when asked for (tls::deferred_cache), so a client walking every name cannot grow the
+  /// server's memory. 0 means no limit: each is parsed once and kept.
+  std::size_t parsed_certificates_limit = 10000;
 
   /// All requests to the CA (the Go package: 1 a minute, burst 20).
   rate_limit ca_requests{std::chrono::minutes(1), 20};

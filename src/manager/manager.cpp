@@ -152,7 +152,8 @@ result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_p
 // DER, so a manager with many certificates starts in a fraction of the time and memory.
 // Fails for a key that is not PKCS#8 (the caller then parses it all) and for text that does
 // not decode.
-result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers) {
+result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers,
+                               const std::shared_ptr<tls::deferred_cache>& cache) {
   LE_TRY(keys, tls::pem_blocks_der(key_pem, "PRIVATE KEY"));
   struct cleanse_all {
     std::vector<std::string>& v;
@@ -163,7 +164,7 @@ result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_
   if (keys.size() != 1) return errc::invalid_argument;
   LE_TRY(split, split_chain(chain_pem, issuers));
   LE_TRY(validity, tls::certificate_validity(split.first));
-  LE_TRY(d, tls::deferred_key::make(std::move(split.first), std::move(keys[0]), raw(split.second)));
+  LE_TRY(d, tls::deferred_key::make(std::move(split.first), std::move(keys[0]), raw(split.second), cache));
   return loaded_cert{nullptr, std::move(d), validity.first, validity.second};
 }
 
@@ -191,6 +192,7 @@ struct manager::impl {
   tls::sni_map map_;
   tls::resolver resolver_{map_};
   issuer_cache issuers_;
+  std::shared_ptr<tls::deferred_cache> parsed_cache_;  // null: no limit
   http::acme_http01_tokens tokens_;
   store::change_notifier notifier_;
 
@@ -296,6 +298,7 @@ manager::impl::impl(letsencrypt::config c)
   resolver_.set_miss_policy([this](std::string_view name) { return on_miss(name); });
   resolver_.set_unusable_key_handler([this](std::string_view name) { on_unusable_key(name); });
   resolver_.set_alpn_protocols({"http/1.1"});
+  if (cfg_.parsed_certificates_limit > 0) parsed_cache_ = tls::deferred_cache::make(cfg_.parsed_certificates_limit);
 }
 
 manager::impl::~impl() {
@@ -426,7 +429,7 @@ result<void> manager::impl::load_state(const store::state& s) {
   for (const auto& c : s.distinct_certs()) {
     // Parsed by the first handshake for one of its names; a key that is not PKCS#8 (Go's
     // package wrote "EC PRIVATE KEY") is parsed now.
-    auto lc = defer_cert(c->chain_pem, c->key_pem, issuers_);
+    auto lc = defer_cert(c->chain_pem, c->key_pem, issuers_, parsed_cache_);
     if (!lc) lc = load_cert(c->chain_pem, c->key_pem, issuers_);
     if (!lc) {
       log(log_level::error, fmt::format("cached certificate for {} does not load: {}", fmt::join(c->names, ","),

@@ -74,10 +74,10 @@ bool accepts_ecdsa(const client_sigalgs& algs, EVP_PKEY* key, bool tls13) noexce
 
 // A deferred certificate is parsed here, on the first handshake that needs it; the RSA one
 // only when the ECDSA one does not suit the client.
-const certified_key* choose(const sni_entry& e, const client_sigalgs& algs, bool tls13) noexcept {
-  const certified_key* ec = e.get(key_kind::ecdsa);
+std::shared_ptr<const certified_key> choose(const sni_entry& e, const client_sigalgs& algs, bool tls13) noexcept {
+  auto ec = e.get(key_kind::ecdsa);
   if (ec && accepts_ecdsa(algs, ec->key.get(), tls13)) return ec;
-  const certified_key* rsa = e.get(key_kind::rsa);
+  auto rsa = e.get(key_kind::rsa);
   if (rsa && algs.rsa) return rsa;
   return ec ? ec : rsa;
 }
@@ -288,7 +288,7 @@ int resolver::on_client_hello(SSL* ssl, int* alert) {
   char entry_name[256];
   std::size_t entry_len = 0;
   const bool found = map_.visit_normalised(name, [&](const sni_entry& e) noexcept {
-    const certified_key* k = choose(e, algs, tls13);
+    const auto k = choose(e, algs, tls13);
     set_ok = k && use_certified_key(ssl, *k);
     if (!set_ok) {
       entry_len = std::min(e.name.size(), sizeof entry_name);

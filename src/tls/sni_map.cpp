@@ -376,30 +376,72 @@ result<key_kind> pkcs8_kind(std::string_view der) noexcept {
 
 }  // namespace
 
-result<std::shared_ptr<const deferred_key>> deferred_key::make(std::string leaf_der, std::string key_der,
-                                                               std::span<X509* const> chain) {
-  // The key text is a secret: whatever happens below, the caller's copy moved here is
-  // cleansed by the destructor or right here.
-  std::shared_ptr<deferred_key> d(new deferred_key);
-  d->key_der_ = std::move(key_der);
+std::shared_ptr<deferred_cache> deferred_cache::make(std::size_t capacity) {
+  return std::shared_ptr<deferred_cache>(new deferred_cache(capacity));
+}
+
+std::size_t deferred_cache::size() const {
+  std::lock_guard lk(mu_);
+  return ring_.size();
+}
+
+std::shared_ptr<const deferred_key> deferred_cache::admit(const std::shared_ptr<const deferred_key>& k) {
+  std::lock_guard lk(mu_);
+  if (ring_.size() < capacity_) {
+    ring_.push_back(k);
+    return nullptr;
+  }
+  // The CLOCK hand: a slot whose key is gone is taken at once; a key used since the hand
+  // last passed is spared once; the first one not used is displaced. Two turns at most.
+  for (;;) {
+    auto& slot = ring_[hand_];
+    hand_ = (hand_ + 1) % ring_.size();
+    std::shared_ptr<const deferred_key> old = slot.lock();
+    if (old && old->used_.exchange(false, std::memory_order_relaxed)) continue;
+    slot = k;
+    if (!old) return nullptr;
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+    return old;
+  }
+}
+
+namespace {
+
+// Checks what both make() overloads take; the key itself is checked by the caller.
+result<void> check_leaf_and_chain(const std::string& leaf_der, std::span<X509* const> chain) {
   if (leaf_der.empty()) return errc::invalid_argument;
-  LE_TRY(kind, pkcs8_kind(d->key_der_));
   for (X509* c : chain)
     if (!c) return errc::invalid_argument;
+  return ok();
+}
+
+}  // namespace
+
+result<std::shared_ptr<const deferred_key>> deferred_key::make(std::string leaf_der, std::string key_der,
+                                                               std::span<X509* const> chain,
+                                                               std::shared_ptr<deferred_cache> cache) {
+  // The key text is a secret: whatever happens below, the caller's copy moved here is
+  // cleansed by the destructor.
+  std::shared_ptr<deferred_key> d(new deferred_key);
+  d->key_der_ = std::move(key_der);
+  LE_TRY_VOID(check_leaf_and_chain(leaf_der, chain));
+  LE_TRY(kind, pkcs8_kind(d->key_der_));
   d->kind_ = kind;
+  d->cache_ = std::move(cache);
   d->leaf_der_ = std::move(leaf_der);
   for (X509* c : chain) d->chain_.push_back(up_ref(c));
   return std::shared_ptr<const deferred_key>(std::move(d));
 }
 
 result<std::shared_ptr<const deferred_key>> deferred_key::make(std::string leaf_der, EVP_PKEY* key,
-                                                               std::span<X509* const> chain) {
-  if (leaf_der.empty() || !key) return errc::invalid_argument;
+                                                               std::span<X509* const> chain,
+                                                               std::shared_ptr<deferred_cache> cache) {
+  if (!key) return errc::invalid_argument;
+  LE_TRY_VOID(check_leaf_and_chain(leaf_der, chain));
   LE_TRY(kind, pkey_kind(key));
-  for (X509* c : chain)
-    if (!c) return errc::invalid_argument;
   std::shared_ptr<deferred_key> d(new deferred_key);
   d->kind_ = kind;
+  d->cache_ = std::move(cache);
   d->leaf_der_ = std::move(leaf_der);
   d->shared_key_ = up_ref(key);
   for (X509* c : chain) d->chain_.push_back(up_ref(c));
@@ -410,23 +452,50 @@ deferred_key::~deferred_key() {
   if (!key_der_.empty()) OPENSSL_cleanse(key_der_.data(), key_der_.size());
 }
 
-std::error_code deferred_key::error() const noexcept {
-  return done_.load(std::memory_order_acquire) ? error_ : std::error_code{};
+bool deferred_key::parsed() const noexcept {
+  std::lock_guard lk(mu_);
+  return parsed_ != nullptr;
 }
 
-const certified_key* deferred_key::get() const noexcept {
-  if (!done_.load(std::memory_order_acquire)) {
+std::error_code deferred_key::error() const noexcept {
+  std::lock_guard lk(mu_);
+  return error_;
+}
+
+std::shared_ptr<const certified_key> deferred_key::get() const noexcept {
+  std::shared_ptr<const certified_key> out;
+  bool admitted = false;
+  {
+    std::lock_guard lk(mu_);
+    if (!parsed_ && !error_) {
+      parse_locked();
+      admitted = parsed_ && cache_;
+    }
+    out = parsed_;
+  }
+  // A key enters the cache unmarked and is marked by its next use: one pass of a client
+  // over every name (a crawler) displaces its own parses first, not the names in use.
+  used_.store(!admitted && out, std::memory_order_relaxed);
+  if (admitted) {
+    // Outside mu_: the cache's lock is never taken under a key's, and the displaced key's
+    // lock is taken after the cache's is released, so no two locks are ever held at once.
     try {
-      std::call_once(once_, [this] { parse(); });
-    } catch (...) {  // call_once itself failing (the thread library): no key
-      return nullptr;
+      if (auto old = cache_->admit(shared_from_this())) old->evict();
+    } catch (const std::bad_alloc&) {  // the ring could not grow: drop this parse instead
+      evict();
     }
   }
-  return parsed_.get();
+  return out;
 }
 
-void deferred_key::parse() const noexcept {
-  // Runs once, under call_once: no other thread reads the members until done_ is set.
+void deferred_key::evict() const noexcept {
+  std::shared_ptr<const certified_key> dropped;  // freed after the lock is released
+  std::lock_guard lk(mu_);
+  dropped.swap(parsed_);
+}
+
+void deferred_key::parse_locked() const noexcept {
+  if (leaf_der_.empty()) return;  // the DER was dropped after a parse without a cache
   try {
     const auto* p = reinterpret_cast<const unsigned char*>(leaf_der_.data());
     x509_ptr leaf(d2i_X509(nullptr, &p, static_cast<long>(leaf_der_.size())));
@@ -453,16 +522,18 @@ void deferred_key::parse() const noexcept {
         parsed_ = std::move(*ck);
     }
   } catch (const std::bad_alloc&) {
-    error_ = std::make_error_code(std::errc::not_enough_memory);
+    return;  // nothing kept: the next handshake tries again
   }
-  // Parsed or not, the bytes are no longer needed: a failed parse fails the same way again.
-  OPENSSL_cleanse(key_der_.data(), key_der_.size());
-  std::string().swap(key_der_);
-  std::string().swap(leaf_der_);
-  shared_key_.reset();
-  chain_.clear();
-  chain_.shrink_to_fit();
-  done_.store(true, std::memory_order_release);
+  // Bytes that fail to parse fail the same way again; without a cache the parsed form
+  // stays for good. Either way the DER is no longer needed.
+  if (error_ || !cache_) {
+    OPENSSL_cleanse(key_der_.data(), key_der_.size());
+    std::string().swap(key_der_);
+    std::string().swap(leaf_der_);
+    shared_key_.reset();
+    chain_.clear();
+    chain_.shrink_to_fit();
+  }
 }
 
 sni_map::sni_map(std::size_t shards)

@@ -447,7 +447,7 @@ TEST_F(manager_pebble, go_cache_import_then_serving_its_certificate) {
 // their name: each name gets its own certificate, and a cached certificate whose key is not
 // its own fails that name's handshakes (an alert), not the others' and not the manager, and
 // is replaced by a renewal started at once.
-TEST_F(manager_pebble, cached_certificates_are_parsed_at_first_use_and_a_broken_one_stays_contained) {
+TEST_F(manager_pebble, cached_certificates_are_parsed_on_use_within_the_limit_and_a_broken_one_stays_contained) {
   start_ca();
   letsencrypt::testing::test_certs certs("cache test CA");
   std::vector<letsencrypt::testing::issued_cert> issued;
@@ -464,12 +464,15 @@ TEST_F(manager_pebble, cached_certificates_are_parsed_at_first_use_and_a_broken_
   auto c7key = json_escape(issued[7].key_pem);
   json.replace(json.find(c7key), c7key.size(), c8key);
 
-  manager m(make_config());
+  // Two parsed at once: names asked for again after others are parsed anew.
+  auto cfg = make_config();
+  cfg.parsed_certificates_limit = 2;
+  manager m(std::move(cfg));
   ASSERT_TRUE(m.cache_file(cache()));
   ASSERT_TRUE(m.unmarshal(json));
   EXPECT_EQ(m.stats().certificates, 50u);
   ASSERT_TRUE(m.start(hello, false));
-  for (int i : {0, 49, 8, 7, 8, 0}) {
+  for (int i : {0, 49, 8, 7, 8, 0, 1, 2, 3, 49, 0}) {
     auto p = probe(m.https_port(), "c" + std::to_string(i) + ".cache.test", certs.ca_pem());
     if (i == 7) {
       EXPECT_FALSE(p.ok);

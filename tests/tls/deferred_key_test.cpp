@@ -46,9 +46,10 @@ std::string traditional_der(EVP_PKEY* k) {
   return out;
 }
 
-std::shared_ptr<const tls::deferred_key> deferred(const test_certs& ca, const issued_cert& c) {
+std::shared_ptr<const tls::deferred_key> deferred(const test_certs& ca, const issued_cert& c,
+                                                  std::shared_ptr<tls::deferred_cache> cache = {}) {
   X509* chain[] = {ca.ca_cert()};
-  auto d = tls::deferred_key::make(der_of(c.cert.get()), pkcs8_der(c.key.get()), chain);
+  auto d = tls::deferred_key::make(der_of(c.cert.get()), pkcs8_der(c.key.get()), chain, std::move(cache));
   EXPECT_TRUE(d) << d.error().message();
   return d ? *d : nullptr;
 }
@@ -62,7 +63,7 @@ TEST(deferred_key, parses_on_first_use_and_keeps_the_result) {
   ASSERT_TRUE(d);
   EXPECT_EQ(d->kind(), tls::key_kind::ecdsa);
   EXPECT_FALSE(d->parsed());
-  const tls::certified_key* k = d->get();
+  const auto k = d->get();
   ASSERT_NE(k, nullptr) << d->error().message();
   EXPECT_TRUE(d->parsed());
   EXPECT_FALSE(d->error());
@@ -71,7 +72,7 @@ TEST(deferred_key, parses_on_first_use_and_keeps_the_result) {
   ASSERT_EQ(k->chain.size(), 1u);
   EXPECT_EQ(X509_cmp(k->chain[0].get(), ca.ca_cert()), 0);
   EXPECT_EQ(k->kind, tls::key_kind::ecdsa);
-  EXPECT_EQ(d->get(), k);  // the same object every time
+  EXPECT_EQ(d->get(), k);  // the same object every time without a cache
 
   auto rsa = ca.issue({"lazy.example"}, kinds::key_kind::rsa2048);
   auto dr = deferred(ca, rsa);
@@ -124,7 +125,7 @@ TEST(deferred_key, concurrent_first_use_parses_once) {
     auto d = deferred(ca, ec);
     ASSERT_TRUE(d);
     std::atomic<int> go{0};
-    std::vector<const tls::certified_key*> seen(4, nullptr);
+    std::vector<std::shared_ptr<const tls::certified_key>> seen(4);
     std::vector<std::thread> threads;
     for (std::size_t t = 0; t < seen.size(); ++t)
       threads.emplace_back([&, t] {
@@ -135,7 +136,7 @@ TEST(deferred_key, concurrent_first_use_parses_once) {
       });
     for (auto& t : threads) t.join();
     ASSERT_NE(seen[0], nullptr);
-    for (auto* s : seen) EXPECT_EQ(s, seen[0]);
+    for (const auto& s : seen) EXPECT_EQ(s, seen[0]);
   }
 }
 
@@ -193,6 +194,24 @@ bool handshake(SSL* client, SSL* server) {
   return c_ok && s_ok;
 }
 
+// One in-memory handshake for `name`; the leaf the client verified, or null when the
+// handshake failed.
+tls::x509_ptr served_leaf(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const char* name) {
+  tls::ssl_ptr c(SSL_new(client_ctx)), s(SSL_new(server_ctx));
+  BIO *cb = nullptr, *sb = nullptr;
+  if (!c || !s || BIO_new_bio_pair(&cb, 0, &sb, 0) != 1) return nullptr;
+  SSL_set_bio(c.get(), cb, cb);
+  SSL_set_bio(s.get(), sb, sb);
+  SSL_set_connect_state(c.get());
+  SSL_set_accept_state(s.get());
+  SSL_set_tlsext_host_name(c.get(), name);
+  SSL_set1_host(c.get(), name);
+  const bool ok = handshake(c.get(), s.get());
+  ERR_clear_error();
+  if (!ok || SSL_get_verify_result(c.get()) != X509_V_OK || !SSL_get0_peer_certificate(c.get())) return nullptr;
+  return tls::up_ref(SSL_get0_peer_certificate(c.get()));
+}
+
 }  // namespace
 
 TEST(deferred_key, a_handshake_gets_the_deferred_certificate_and_a_broken_one_is_refused) {
@@ -214,26 +233,155 @@ TEST(deferred_key, a_handshake_gets_the_deferred_certificate_and_a_broken_one_is
 
   for (const char* name : {"good.example", "good.example", "broken.example"}) {
     SCOPED_TRACE(name);
-    tls::ssl_ptr c(SSL_new(cctx.get())), s(SSL_new(sctx->get()));
-    BIO *cb = nullptr, *sb = nullptr;
-    ASSERT_EQ(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
-    SSL_set_bio(c.get(), cb, cb);
-    SSL_set_bio(s.get(), sb, sb);
-    SSL_set_connect_state(c.get());
-    SSL_set_accept_state(s.get());
-    SSL_set_tlsext_host_name(c.get(), name);
-    SSL_set1_host(c.get(), name);
-    const bool ok = handshake(c.get(), s.get());
-    ERR_clear_error();
+    const auto leaf = served_leaf(cctx.get(), sctx->get(), name);
     if (std::string(name) == "broken.example") {
-      EXPECT_FALSE(ok);
+      EXPECT_EQ(leaf, nullptr);
       continue;
     }
-    ASSERT_TRUE(ok);
-    EXPECT_EQ(SSL_get_verify_result(c.get()), X509_V_OK);
-    ASSERT_NE(SSL_get0_peer_certificate(c.get()), nullptr);
-    EXPECT_EQ(X509_cmp(SSL_get0_peer_certificate(c.get()), good.cert.get()), 0);
+    ASSERT_NE(leaf, nullptr);
+    EXPECT_EQ(X509_cmp(leaf.get(), good.cert.get()), 0);
   }
   EXPECT_EQ(res.stats().hits, 2u);
   EXPECT_EQ(res.stats().refusals, 1u);
+}
+
+TEST(deferred_cache, keeps_at_most_its_capacity_parsed_and_parses_again_on_use) {
+  test_certs ca;
+  auto cache = tls::deferred_cache::make(2);
+  EXPECT_EQ(cache->capacity(), 2u);
+  EXPECT_EQ(tls::deferred_cache::make(0)->capacity(), 1u);
+  std::vector<issued_cert> certs;
+  std::vector<std::shared_ptr<const tls::deferred_key>> keys;
+  for (int i = 0; i < 5; ++i) {
+    certs.push_back(ca.issue({"c" + std::to_string(i) + ".example"}));
+    keys.push_back(deferred(ca, certs.back(), cache));
+    ASSERT_TRUE(keys.back());
+  }
+  // Held across its eviction, a parsed form stays usable.
+  const auto first = keys[0]->get();
+  ASSERT_NE(first, nullptr);
+  for (std::size_t i = 1; i < keys.size(); ++i) ASSERT_NE(keys[i]->get(), nullptr) << i;
+  EXPECT_EQ(cache->size(), 2u);
+  EXPECT_EQ(cache->evictions(), 3u);
+  int held = 0;
+  for (const auto& k : keys) held += k->parsed() ? 1 : 0;
+  EXPECT_EQ(held, 2);
+  EXPECT_FALSE(keys[0]->parsed());
+  EXPECT_EQ(X509_cmp(first->leaf.get(), certs[0].cert.get()), 0);
+  EXPECT_EQ(EVP_PKEY_eq(first->key.get(), certs[0].key.get()), 1);
+
+  // Dropped and asked for again: parsed anew from the kept DER, key and chain included.
+  const auto again = keys[0]->get();
+  ASSERT_NE(again, nullptr) << keys[0]->error().message();
+  EXPECT_NE(again, first);
+  EXPECT_EQ(X509_cmp(again->leaf.get(), certs[0].cert.get()), 0);
+  EXPECT_EQ(EVP_PKEY_eq(again->key.get(), certs[0].key.get()), 1);
+  ASSERT_EQ(again->chain.size(), 1u);
+  EXPECT_EQ(X509_cmp(again->chain[0].get(), ca.ca_cert()), 0);
+  EXPECT_EQ(cache->size(), 2u);
+  EXPECT_EQ(cache->evictions(), 4u);
+}
+
+TEST(deferred_cache, a_pass_over_every_name_does_not_displace_the_names_in_use) {
+  test_certs ca;
+  auto cache = tls::deferred_cache::make(4);
+  auto hot_a_cert = ca.issue({"hot-a.example"});
+  auto hot_b_cert = ca.issue({"hot-b.example"});
+  auto hot_a = deferred(ca, hot_a_cert, cache);
+  auto hot_b = deferred(ca, hot_b_cert, cache);
+  ASSERT_TRUE(hot_a && hot_b);
+  auto cold_cert = ca.issue({"cold.example"});
+  std::vector<std::shared_ptr<const tls::deferred_key>> cold;
+  for (int i = 0; i < 40; ++i) cold.push_back(deferred(ca, cold_cert, cache));
+  for (std::size_t i = 0; i < cold.size(); ++i) {
+    ASSERT_NE(hot_a->get(), nullptr);
+    ASSERT_NE(hot_b->get(), nullptr);
+    ASSERT_NE(cold[i]->get(), nullptr);
+    // Without the reference bit, the hand would reach the hot keys every few admissions.
+    ASSERT_TRUE(hot_a->parsed()) << "after cold key " << i;
+    ASSERT_TRUE(hot_b->parsed()) << "after cold key " << i;
+  }
+  EXPECT_EQ(cache->size(), 4u);
+  EXPECT_EQ(cache->evictions(), cold.size() - 2);
+}
+
+TEST(deferred_cache, a_dropped_key_frees_its_place_without_an_eviction) {
+  test_certs ca;
+  auto cache = tls::deferred_cache::make(2);
+  auto ca_ = ca.issue({"a.example"}), cb = ca.issue({"b.example"}), cc = ca.issue({"c.example"});
+  auto a = deferred(ca, ca_, cache), b = deferred(ca, cb, cache), c = deferred(ca, cc, cache);
+  ASSERT_NE(a->get(), nullptr);
+  ASSERT_NE(b->get(), nullptr);
+  ASSERT_NE(a->get(), nullptr);  // used again: the hand spares it once
+  b.reset();                       // the map let go of it (a replaced certificate)
+  ASSERT_NE(c->get(), nullptr);    // takes b's place, which the hand reaches next
+  EXPECT_EQ(cache->evictions(), 0u);
+  EXPECT_TRUE(a->parsed());
+  EXPECT_TRUE(c->parsed());
+  // Keys outliving their cache's creator keep it alive.
+  std::weak_ptr<tls::deferred_cache> w = cache;
+  cache.reset();
+  EXPECT_FALSE(w.expired());
+  a.reset();
+  c.reset();
+  EXPECT_TRUE(w.expired());
+}
+
+TEST(deferred_cache, concurrent_use_with_evictions_gives_every_caller_its_certificate) {
+  test_certs ca;
+  auto cache = tls::deferred_cache::make(3);
+  std::vector<issued_cert> certs;
+  std::vector<std::shared_ptr<const tls::deferred_key>> keys;
+  for (int i = 0; i < 12; ++i) {
+    certs.push_back(ca.issue({"p" + std::to_string(i) + ".example"}));
+    keys.push_back(deferred(ca, certs.back(), cache));
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::uint32_t x = 0x9e3779b9u * (t + 1);
+      for (int n = 0; n < 300; ++n) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        const std::size_t i = x % keys.size();
+        const auto k = keys[i]->get();
+        if (!k || X509_cmp(k->leaf.get(), certs[i].cert.get()) != 0) wrong.fetch_add(1);
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(cache->evictions(), 0u);
+  EXPECT_LE(cache->size(), cache->capacity());
+  int held = 0;
+  for (const auto& k : keys) held += k->parsed() ? 1 : 0;
+  EXPECT_LE(held, 3);
+}
+
+TEST(deferred_cache, handshakes_get_the_right_certificate_while_parses_are_dropped) {
+  test_certs ca;
+  auto cache = tls::deferred_cache::make(1);
+  std::vector<issued_cert> certs;
+  tls::sni_map map;
+  std::vector<tls::sni_update> ups;
+  const char* names[] = {"x.example", "y.example", "z.example"};
+  for (const char* n : names) {
+    certs.push_back(ca.issue({n}));
+    ups.push_back({n, {}, {deferred(ca, certs.back(), cache)}});
+  }
+  ASSERT_TRUE(map.apply(ups));
+  tls::resolver res(map);
+  auto sctx = tls::make_server_context();
+  ASSERT_TRUE(sctx);
+  res.install(sctx->get());
+  auto cctx = ca.client_context();
+  for (int round = 0; round < 2; ++round)
+    for (std::size_t i = 0; i < 3; ++i) {
+      SCOPED_TRACE(names[i]);
+      const auto leaf = served_leaf(cctx.get(), sctx->get(), names[i]);
+      ASSERT_NE(leaf, nullptr);
+      EXPECT_EQ(X509_cmp(leaf.get(), certs[i].cert.get()), 0);
+    }
+  EXPECT_EQ(res.stats().hits, 6u);
+  EXPECT_EQ(cache->size(), 1u);
+  EXPECT_EQ(cache->evictions(), 5u);
 }

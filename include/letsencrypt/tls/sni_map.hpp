@@ -51,24 +51,67 @@ bool use_certified_key(SSL* ssl, const certified_key& k) noexcept;
 result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_PKEY* key,
                                                                 std::span<X509* const> chain = {});
 
-/// A certificate and key kept as DER until a handshake first needs them. OpenSSL 3.0 holds a
+class deferred_key;
+
+/// Bounds how many deferred_keys sharing it hold their parsed form at once. Without one, a
+/// deferred certificate stays parsed from its first handshake on, so a client that asks for
+/// every name (a crawler, a scanner) brings a server with many names to the memory of
+/// parsing them all. With one, the parsed forms beyond `capacity` are dropped and parsed
+/// again by their next handshake. Which to drop is chosen by CLOCK: a key used again since
+/// its parse, and since the hand last passed it, is spared once; a key parsed and not used
+/// since goes first, so one pass over every name displaces its own parses, not the names in
+/// use. Thread-safe; keys keep the
+/// cache alive, so it may be dropped by its creator at any time.
+class deferred_cache {
+ public:
+  /// A cache keeping at most `capacity` keys parsed (at least 1).
+  static std::shared_ptr<deferred_cache> make(std::size_t capacity);
+
+  std::size_t capacity() const noexcept { return capacity_; }
+  /// Keys parsed now and counted against capacity().
+  std::size_t size() const;
+  /// Parsed forms dropped to make room, since creation.
+  std::uint64_t evictions() const noexcept { return evictions_.load(std::memory_order_relaxed); }
+
+  deferred_cache(const deferred_cache&) = delete;
+  deferred_cache& operator=(const deferred_cache&) = delete;
+
+ private:
+  friend class deferred_key;
+  explicit deferred_cache(std::size_t capacity) : capacity_(capacity < 1 ? 1 : capacity) {}
+  // Counts `k` (just parsed) and returns the key whose parsed form it displaces, if any.
+  std::shared_ptr<const deferred_key> admit(const std::shared_ptr<const deferred_key>& k);
+
+  const std::size_t capacity_;
+  mutable std::mutex mu_;
+  std::vector<std::weak_ptr<const deferred_key>> ring_;  // guarded by mu_
+  std::size_t hand_ = 0;                                  // guarded by mu_
+  std::atomic<std::uint64_t> evictions_{0};
+};
+
+/// A certificate and key kept as DER until a handshake needs them. OpenSSL 3.0 holds a
 /// parsed P-256 certificate in about 4.9 KiB and its key in 2.3 KiB, and parsing the
 /// certificate takes about 70 us (its public key goes through the provider decoders): a
 /// server with many names, most of them rarely asked for, loads in a fraction of the time
-/// and memory this way. The first handshake for the name parses (once; concurrent handshakes
-/// wait for that parse) and every later one uses the parsed key, as with a certified_key.
-class deferred_key {
+/// and memory this way. The first handshake for the name parses (concurrent handshakes wait
+/// for that parse) and later ones use the parsed key, as with a certified_key, until a
+/// deferred_cache drops it.
+class deferred_key : public std::enable_shared_from_this<deferred_key> {
  public:
   /// Keeps `leaf_der` and the PKCS#8 private key `key_der` (what to_pem writes as
   /// "BEGIN PRIVATE KEY", base64-decoded); the chain is shared by reference. Only the key's
-  /// algorithm is read now. Fails with errc::invalid_argument for an empty certificate, a key
-  /// that is not PKCS#8, or a key that is neither EC nor RSA. The key bytes are a secret:
-  /// they are cleansed when dropped.
+  /// algorithm is read now. With a `cache`, the parsed form counts against it and the DER is
+  /// kept to parse again; without one, the parsed form stays and the DER is dropped. Fails
+  /// with errc::invalid_argument for an empty certificate, a key that is not PKCS#8, or a
+  /// key that is neither EC nor RSA. The key bytes are a secret: they are cleansed when
+  /// dropped.
   static result<std::shared_ptr<const deferred_key>> make(std::string leaf_der, std::string key_der,
-                                                          std::span<X509* const> chain = {});
+                                                          std::span<X509* const> chain = {},
+                                                          std::shared_ptr<deferred_cache> cache = {});
   /// The same with a parsed key shared by many certificates (a new reference is taken).
   static result<std::shared_ptr<const deferred_key>> make(std::string leaf_der, EVP_PKEY* key,
-                                                          std::span<X509* const> chain = {});
+                                                          std::span<X509* const> chain = {},
+                                                          std::shared_ptr<deferred_cache> cache = {});
   ~deferred_key();
   deferred_key(const deferred_key&) = delete;
   deferred_key& operator=(const deferred_key&) = delete;
@@ -76,29 +119,36 @@ class deferred_key {
   /// The key kind read from the key, before any parsing.
   key_kind kind() const noexcept { return kind_; }
 
-  /// The parsed certificate and key: parsed on the first call (callers on other threads
-  /// wait for it), the same object on every later call. Null when the bytes do not parse,
-  /// the key does not match the certificate or is not of kind(); error() says which. The
-  /// DER is dropped once parsed. Never throws (allocation failure reads as an error).
-  const certified_key* get() const noexcept;
+  /// The parsed certificate and key, parsed now if they are not held (callers on other
+  /// threads wait for that parse). The caller's reference keeps them alive after the cache
+  /// drops them. Null when the bytes do not parse, the key does not match the certificate
+  /// or is not of kind(); error() says which, and later calls fail the same way at once.
+  /// Never throws (allocation failure reads as an error and is tried again next time).
+  std::shared_ptr<const certified_key> get() const noexcept;
 
-  /// Whether get() has run; the error of the parse, if it failed.
-  bool parsed() const noexcept { return done_.load(std::memory_order_acquire); }
+  /// Whether the parsed form is held now.
+  bool parsed() const noexcept;
+  /// The error of the last parse, if it failed.
   std::error_code error() const noexcept;
 
  private:
   deferred_key() = default;
-  void parse() const noexcept;
+  // Parses into parsed_ or error_; runs with mu_ held.
+  void parse_locked() const noexcept;
+  // Drops the parsed form (the cache chose this key to make room).
+  void evict() const noexcept;
 
   key_kind kind_ = key_kind::ecdsa;
-  mutable std::once_flag once_;
-  mutable std::atomic<bool> done_{false};
+  std::shared_ptr<deferred_cache> cache_;
+  mutable std::mutex mu_;  // guards everything below
   mutable std::shared_ptr<const certified_key> parsed_;
   mutable std::error_code error_;
   mutable std::string leaf_der_;
   mutable std::string key_der_;  // empty when shared_key_ is set
   mutable evp_pkey_ptr shared_key_;
   mutable std::vector<x509_ptr> chain_;
+  mutable std::atomic<bool> used_{false};  // the CLOCK reference bit, read by the cache
+  friend class deferred_cache;
 };
 
 /// What the map holds for one name: one certificate per key kind at most, parsed or
@@ -106,7 +156,7 @@ class deferred_key {
 struct sni_entry {
   std::string name;  ///< normalised; "*.example.com" for a wildcard entry
   std::vector<std::shared_ptr<const certified_key>> keys;
-  /// Certificates parsed on first use; a kind present in `keys` is not looked up here.
+  /// Certificates parsed on use; a kind present in `keys` is not looked up here.
   std::vector<std::shared_ptr<const deferred_key>> deferred;
 
   /// The parsed key of that kind, or null (deferred keys are not parsed).
@@ -117,9 +167,11 @@ struct sni_entry {
   }
 
   /// The key of that kind, parsing a deferred one if needed; null when there is none or it
-  /// does not parse.
-  const certified_key* get(key_kind k) const noexcept {
-    if (const certified_key* c = find(k)) return c;
+  /// does not parse. The reference keeps a deferred key's parsed form alive after a
+  /// deferred_cache drops it.
+  std::shared_ptr<const certified_key> get(key_kind k) const noexcept {
+    for (const auto& c : keys)
+      if (c->kind == k) return c;
     for (const auto& d : deferred)
       if (d->kind() == k) return d->get();
     return nullptr;
