@@ -502,8 +502,7 @@ void deferred_key::parse_locked() const noexcept {
     evp_pkey_ptr own;
     EVP_PKEY* key = shared_key_.get();
     if (!key) {
-      p = reinterpret_cast<const unsigned char*>(key_der_.data());
-      own.reset(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(key_der_.size())));
+      if (auto k = load_private_key_der(key_der_)) own = std::move(*k);
       key = own.get();
     }
     ERR_clear_error();

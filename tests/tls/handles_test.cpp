@@ -230,3 +230,106 @@ TEST(handles, to_time_point_clamps_dates_past_the_clock) {
   EXPECT_EQ(to_time_point(t.get())->time_since_epoch(), std::chrono::seconds(7258118400));
   EXPECT_EQ(to_time_point(nullptr).error(), make_error_code(errc::invalid_argument));
 }
+
+namespace {
+
+std::string pkcs8_of(EVP_PKEY* k) {
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> info(EVP_PKEY2PKCS8(k),
+                                                                                  &PKCS8_PRIV_KEY_INFO_free);
+  unsigned char* der = nullptr;
+  const int n = info ? i2d_PKCS8_PRIV_KEY_INFO(info.get(), &der) : -1;
+  if (n <= 0) return {};
+  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
+  OPENSSL_clear_free(der, static_cast<std::size_t>(n));
+  return out;
+}
+
+// The private scalar and the public point, which decide whether two keys are the same.
+std::pair<std::string, std::string> ec_material(EVP_PKEY* k) {
+  BIGNUM* priv = nullptr;
+  std::string scalar;
+  if (EVP_PKEY_get_bn_param(k, "priv", &priv) == 1) {
+    char* hex = BN_bn2hex(priv);
+    scalar = hex;
+    OPENSSL_free(hex);
+  }
+  BN_clear_free(priv);
+  unsigned char pub[200];
+  std::size_t n = 0;
+  if (EVP_PKEY_get_octet_string_param(k, "pub", pub, sizeof pub, &n) != 1) n = 0;
+  return {scalar, std::string(reinterpret_cast<char*>(pub), n)};
+}
+
+// What OpenSSL's own decoders make of the bytes: the reference the direct reader must match.
+evp_pkey_ptr openssl_reads(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  evp_pkey_ptr k(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
+  ERR_clear_error();
+  return k;
+}
+
+}  // namespace
+
+TEST(handles, ec_pkcs8_keys_read_directly_are_the_keys_openssl_reads_and_sign) {
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    SCOPED_TRACE(curve);
+    for (int i = 0; i < 20; ++i) {  // short scalars (leading zero bytes) come up on the way
+      evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+      ASSERT_TRUE(k);
+      const std::string der = pkcs8_of(k.get());
+      auto loaded = load_private_key_der(der);
+      ASSERT_TRUE(loaded) << loaded.error().message();
+      EXPECT_EQ(ec_material(loaded->get()), ec_material(k.get()));
+      EXPECT_EQ(EVP_PKEY_get_bits(loaded->get()), EVP_PKEY_get_bits(k.get()));
+      // A signature by the loaded key verifies under the original's public key.
+      const unsigned char msg[] = "handshake transcript";
+      std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sc(EVP_MD_CTX_new(), &EVP_MD_CTX_free), vc(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+      unsigned char sig[160];
+      std::size_t sig_len = sizeof sig;
+      ASSERT_EQ(EVP_DigestSignInit(sc.get(), nullptr, EVP_sha256(), nullptr, loaded->get()), 1);
+      ASSERT_EQ(EVP_DigestSign(sc.get(), sig, &sig_len, msg, sizeof msg), 1);
+      ASSERT_EQ(EVP_DigestVerifyInit(vc.get(), nullptr, EVP_sha256(), nullptr, k.get()), 1);
+      EXPECT_EQ(EVP_DigestVerify(vc.get(), sig, sig_len, msg, sizeof msg), 1);
+      // And through the PEM reader.
+      auto pem = to_pem(k.get());
+      ASSERT_TRUE(pem);
+      auto from_pem = load_private_key_pem(*pem);
+      ASSERT_TRUE(from_pem);
+      EXPECT_EQ(ec_material(from_pem->get()), ec_material(k.get()));
+    }
+  }
+  // Keys the direct reader leaves to OpenSSL still load: RSA.
+  auto rsa = generate_rsa_key(2048);
+  ASSERT_TRUE(rsa);
+  auto loaded_rsa = load_private_key_der(pkcs8_of(rsa->get()));
+  ASSERT_TRUE(loaded_rsa);
+  EXPECT_EQ(EVP_PKEY_eq(loaded_rsa->get(), rsa->get()), 1);
+  EXPECT_EQ(load_private_key_der("").error(), make_error_code(tls_errc::bad_pem));
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, ec_pkcs8_reader_agrees_with_openssl_on_every_truncation_and_byte_change) {
+  evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  ASSERT_TRUE(k);
+  const std::string der = pkcs8_of(k.get());
+  ASSERT_FALSE(der.empty());
+  std::size_t checked = 0;
+  auto agree = [&](const std::string& bytes) {
+    auto ours = load_private_key_der(bytes);
+    auto theirs = openssl_reads(bytes);
+    ASSERT_EQ(bool(ours), bool(theirs)) << "at " << checked;
+    if (ours) {
+      EXPECT_EQ(ec_material(ours->get()), ec_material(theirs.get())) << "at " << checked;
+    }
+    ++checked;
+  };
+  for (std::size_t n = 0; n < der.size(); ++n) agree(der.substr(0, n));
+  for (std::size_t i = 0; i < der.size(); ++i)
+    for (unsigned char x : {0x01, 0x80, 0xff}) {
+      std::string m = der;
+      m[i] = static_cast<char>(static_cast<unsigned char>(m[i]) ^ x);
+      agree(m);
+    }
+  EXPECT_EQ(checked, der.size() * 4);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
