@@ -271,6 +271,10 @@ struct manager::impl {
   io::task<result<void>> persist(store::record r);
   io::task<void> persist_bucket(std::string_view name, const token_bucket& b);
   void install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
+  // The SNI map's updates for every name of `rec`, appended to `ups`.
+  static void add_updates(std::vector<tls::sni_update>& ups, const store::cert_record& rec, const loaded_cert& lc);
+  // The renewal bookkeeping for `rec`, once the map serves it.
+  void record_meta(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
   result<void> load_state(const store::state& s);
 
   // Renewal.
@@ -386,15 +390,24 @@ io::task<void> manager::impl::persist_bucket(std::string_view name, const token_
   (void)co_await persist(std::move(rec));
 }
 
-void manager::impl::install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache) {
-  std::vector<tls::sni_update> ups;
+void manager::impl::add_updates(std::vector<tls::sni_update>& ups, const store::cert_record& rec,
+                                const loaded_cert& lc) {
   for (const auto& n : rec.names) {
     tls::sni_update u{n, {}, {}};
     if (lc.key) u.keys.push_back(lc.key);
     if (lc.deferred) u.deferred.push_back(lc.deferred);
     ups.push_back(std::move(u));
   }
+}
+
+void manager::impl::install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache) {
+  std::vector<tls::sni_update> ups;
+  add_updates(ups, rec, lc);
   (void)map_.apply(ups);
+  record_meta(rec, lc, from_cache);
+}
+
+void manager::impl::record_meta(const store::cert_record& rec, const loaded_cert& lc, bool from_cache) {
   auto m = std::make_shared<cert_meta>();
   m->names = rec.names;
   m->not_before = lc.not_before;
@@ -426,6 +439,8 @@ void manager::impl::install_cert(const store::cert_record& rec, const loaded_cer
 }
 
 result<void> manager::impl::load_state(const store::state& s) {
+  std::vector<tls::sni_update> ups;
+  std::vector<std::pair<std::shared_ptr<const store::cert_record>, loaded_cert>> loaded;
   for (const auto& c : s.distinct_certs()) {
     // Parsed by the first handshake for one of its names; a key that is not PKCS#8 (Go's
     // package wrote "EC PRIVATE KEY") is parsed now.
@@ -436,8 +451,19 @@ result<void> manager::impl::load_state(const store::state& s) {
                                         lc.error().message()));
       continue;
     }
-    install_cert(*c, *lc, true);
+    // A name the map refuses would fail the whole batch: such a record goes alone, as
+    // it would have been installed by itself.
+    if (!std::all_of(c->names.begin(), c->names.end(), [](const std::string& n) { return bool(tls::normalise_name(n)); })) {
+      install_cert(*c, *lc, true);
+      continue;
+    }
+    add_updates(ups, *c, *lc);
+    loaded.emplace_back(c, std::move(*lc));
   }
+  // One write for the whole cache: a write copies each shard it changes, so a write per
+  // certificate would copy a shard once per certificate (minutes at 100k names).
+  (void)map_.apply(ups);
+  for (const auto& [rec, lc] : loaded) record_meta(*rec, lc, true);
   auto now = sys_clock::now();
   for (const auto& [name, rl] : s.rate_limits) {
     token_bucket::state st{rl.tokens, rl.last_refill};
