@@ -65,7 +65,7 @@ result<std::chrono::system_clock::time_point> to_time_point(const ASN1_TIME* t);
 
 /// notBefore and notAfter of a DER certificate, read from its TBSCertificate without parsing
 /// the rest (OpenSSL 3.0 would decode the public key through its provider decoders, about
-/// 70 us). Fails with tls_errc::bad_pem when the bytes are not a certificate's header up to
+/// 95 us). Fails with tls_errc::bad_pem when the bytes are not a certificate's header up to
 /// its validity.
 result<std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>>
 certificate_validity(std::string_view der);

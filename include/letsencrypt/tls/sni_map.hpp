@@ -91,7 +91,7 @@ class deferred_cache {
 
 /// A certificate and key kept as DER until a handshake needs them. OpenSSL 3.0 holds a
 /// parsed P-256 certificate in about 4.9 KiB and its key in 2.3 KiB, and parsing the
-/// certificate takes about 70 us (its public key goes through the provider decoders): a
+/// certificate takes about 95 us (its public key goes through the provider decoders): a
 /// server with many names, most of them rarely asked for, loads in a fraction of the time
 /// and memory this way. The first handshake for the name parses (concurrent handshakes wait
 /// for that parse) and later ones use the parsed key, as with a certified_key, until a
