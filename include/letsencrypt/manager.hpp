@@ -29,6 +29,9 @@ struct manager_stats {
   std::uint64_t loaded_from_cache = 0; ///< certificates loaded by cache_file/unmarshal
   std::uint64_t ari_polls = 0;         ///< renewalInfo (ARI) requests after issuance
   std::uint64_t ari_moves = 0;         ///< of which moved a renewal window
+  /// Parsed cached certificates dropped to stay within config::parsed_certificates_limit
+  /// (each is parsed again by its name's next handshake).
+  std::uint64_t parsed_evictions = 0;
 };
 
 /// Obtains, renews, stores and serves certificates for the host names a server answers.

@@ -460,10 +460,16 @@ result<void> manager::impl::load_state(const store::state& s) {
     add_updates(ups, *c, *lc);
     loaded.emplace_back(c, std::move(*lc));
   }
-  // One write for the whole cache: a write copies each shard it changes, so a write per
-  // certificate would copy a shard once per certificate (minutes at 100k names).
-  (void)map_.apply(ups);
+  // The bookkeeping first, so a handshake that finds a new entry also finds its record
+  // (a key that fails asks for a renewal through it). Then one write for the whole cache:
+  // a write copies each shard it changes, so a write per certificate would copy a shard
+  // once per certificate (minutes at 100k names).
   for (const auto& [rec, lc] : loaded) record_meta(*rec, lc, true);
+  (void)map_.apply(ups);
+  {
+    std::lock_guard lk(mu_);
+    stats_.certificates = map_.size();
+  }
   auto now = sys_clock::now();
   for (const auto& [name, rl] : s.rate_limits) {
     token_bucket::state st{rl.tokens, rl.last_refill};
@@ -1077,6 +1083,7 @@ manager_stats manager::stats() const {
   std::lock_guard lk(impl_->mu_);
   auto s = impl_->stats_;
   s.certificates = impl_->map_.size();
+  if (impl_->parsed_cache_) s.parsed_evictions = impl_->parsed_cache_->evictions();
   return s;
 }
 

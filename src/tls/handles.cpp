@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "letsencrypt/tls/error.hpp"
+#include "tls/ec_pkcs8.hpp"
 
 namespace letsencrypt::tls {
 namespace {
@@ -198,7 +199,7 @@ certificate_validity(std::string_view der) {
   return v;
 }
 
-namespace {
+namespace detail {
 
 // An unencrypted PKCS#8 EC key on a named NIST curve that carries its public key, read
 // without OpenSSL 3.0's decoders: about 13 us where d2i_AutoPrivateKey takes about 320 us,
@@ -235,6 +236,10 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
     return nullptr;
   if (!next_element(p, end, alg) || !is(alg, V_ASN1_SEQUENCE, true)) return nullptr;
   if (!next_element(p, end, octets) || !is(octets, V_ASN1_OCTET_STRING, false)) return nullptr;
+  der_element attributes;
+  if (p != end && (!next_element(p, end, attributes) || attributes.cls != V_ASN1_CONTEXT_SPECIFIC ||
+                   attributes.tag != 0 || !attributes.constructed || p != end))
+    return nullptr;
   const unsigned char* a = alg.contents;
   const unsigned char* a_end = alg.contents + alg.length;
   if (!next_element(a, a_end, oid) || !is(oid, V_ASN1_OBJECT, false) ||
@@ -259,23 +264,26 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
   if (!next_element(p, end, priv) || !is(priv, V_ASN1_OCTET_STRING, false) || priv.length == 0 ||
       static_cast<std::size_t>(priv.length) > c->bytes)
     return nullptr;
+  // [0] then [1], each at most once and holding exactly one element.
   bool have_pub = false;
-  while (next_element(p, end, e)) {
-    if (e.cls != V_ASN1_CONTEXT_SPECIFIC || !e.constructed) return nullptr;
-    if (e.tag == 0) {  // the curve again: it must be the one named outside
-      const unsigned char* q = e.contents;
-      der_element inner;
-      if (!next_element(q, e.contents + e.length, inner) || !is(inner, V_ASN1_OBJECT, false) || bytes(inner) != c->oid)
-        return nullptr;
-    } else if (e.tag == 1) {
-      const unsigned char* q = e.contents;
-      if (!next_element(q, e.contents + e.length, pub) || !is(pub, V_ASN1_BIT_STRING, false)) return nullptr;
-      have_pub = true;
-    } else {
+  int last_tag = -1;
+  while (p != end) {
+    if (!next_element(p, end, e) || e.cls != V_ASN1_CONTEXT_SPECIFIC || !e.constructed || e.tag <= last_tag ||
+        e.tag > 1)
       return nullptr;
+    last_tag = e.tag;
+    const unsigned char* q = e.contents;
+    const unsigned char* q_end = e.contents + e.length;
+    der_element inner;
+    if (!next_element(q, q_end, inner) || q != q_end) return nullptr;
+    if (e.tag == 0) {  // the curve again: it must be the one named outside
+      if (!is(inner, V_ASN1_OBJECT, false) || bytes(inner) != c->oid) return nullptr;
+    } else {
+      if (!is(inner, V_ASN1_BIT_STRING, false)) return nullptr;
+      pub = inner;
+      have_pub = true;
     }
   }
-  if (p != end) return nullptr;
   // BIT STRING: no unused bits, then the uncompressed point 04 || X || Y.
   if (!have_pub || static_cast<std::size_t>(pub.length) != 2 + 2 * c->bytes || pub.contents[0] != 0 ||
       pub.contents[1] != 0x04)
@@ -304,10 +312,10 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
   return evp_pkey_ptr(out);
 }
 
-}  // namespace
+}  // namespace detail
 
 result<evp_pkey_ptr> load_private_key_der(std::string_view der) {
-  if (auto k = read_ec_pkcs8(der)) return k;
+  if (auto k = detail::read_ec_pkcs8(der)) return k;
   ERR_clear_error();
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   evp_pkey_ptr k(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
@@ -318,10 +326,15 @@ result<evp_pkey_ptr> load_private_key_der(std::string_view der) {
 
 result<evp_pkey_ptr> load_private_key_pem(std::string_view pem) {
   ERR_clear_error();
-  if (auto blocks = pem_blocks_der(pem, "PRIVATE KEY")) {
-    auto k = load_private_key_der(blocks->front());
-    for (auto& d : *blocks) OPENSSL_cleanse(d.data(), d.size());
-    return k;
+  // The usual key file, one PKCS#8 block, skips OpenSSL's decoders; any other text, or a
+  // block that does not parse so, is read by OpenSSL as before (its first key of any form).
+  const std::size_t first = pem.find("-----BEGIN ");
+  if (first != std::string_view::npos && pem.substr(first).starts_with("-----BEGIN PRIVATE KEY-----")) {
+    if (auto blocks = pem_blocks_der(pem, "PRIVATE KEY")) {
+      auto k = load_private_key_der(blocks->front());
+      for (auto& d : *blocks) OPENSSL_cleanse(d.data(), d.size());
+      if (k) return k;
+    }
   }
   ERR_clear_error();
   LE_TRY(b, memory_source(pem));

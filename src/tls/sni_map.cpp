@@ -392,12 +392,13 @@ std::shared_ptr<const deferred_key> deferred_cache::admit(const std::shared_ptr<
     return nullptr;
   }
   // The CLOCK hand: a slot whose key is gone is taken at once; a key used since the hand
-  // last passed is spared once; the first one not used is displaced. Two turns at most.
-  for (;;) {
+  // last passed is spared once; the first one not used is displaced. Handshakes mark keys
+  // without this lock, so after two turns the hand takes whatever it reaches.
+  for (std::size_t step = 0;; ++step) {
     auto& slot = ring_[hand_];
     hand_ = (hand_ + 1) % ring_.size();
     std::shared_ptr<const deferred_key> old = slot.lock();
-    if (old && old->used_.exchange(false, std::memory_order_relaxed)) continue;
+    if (old && step < 2 * ring_.size() && old->used_.exchange(false, std::memory_order_relaxed)) continue;
     slot = k;
     if (!old) return nullptr;
     evictions_.fetch_add(1, std::memory_order_relaxed);
@@ -463,6 +464,8 @@ std::error_code deferred_key::error() const noexcept {
 }
 
 std::shared_ptr<const certified_key> deferred_key::get() const noexcept {
+  // Without a cache, a parse (or its failure) is final: read it without the lock.
+  if (settled_.load(std::memory_order_acquire)) return parsed_;
   std::shared_ptr<const certified_key> out;
   bool admitted = false;
   {
@@ -470,12 +473,18 @@ std::shared_ptr<const certified_key> deferred_key::get() const noexcept {
     if (!parsed_ && !error_) {
       parse_locked();
       admitted = parsed_ && cache_;
+      if (error_ || (parsed_ && !cache_)) settled_.store(true, std::memory_order_release);
     }
     out = parsed_;
   }
+  if (!cache_) return out;
   // A key enters the cache unmarked and is marked by its next use: one pass of a client
-  // over every name (a crawler) displaces its own parses first, not the names in use.
-  used_.store(!admitted && out, std::memory_order_relaxed);
+  // over every name (a crawler) displaces its own parses first, not the names in use. The
+  // load first keeps a hot name's line from being written by every handshake.
+  if (admitted)
+    used_.store(false, std::memory_order_relaxed);
+  else if (out && !used_.load(std::memory_order_relaxed))
+    used_.store(true, std::memory_order_relaxed);
   if (admitted) {
     // Outside mu_: the cache's lock is never taken under a key's, and the displaced key's
     // lock is taken after the cache's is released, so no two locks are ever held at once.

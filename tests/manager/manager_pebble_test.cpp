@@ -482,6 +482,8 @@ TEST_F(manager_pebble, cached_certificates_are_parsed_on_use_within_the_limit_an
       EXPECT_EQ(p.serial, serial_of(issued[static_cast<std::size_t>(i)].cert.get())) << i;
     }
   }
+  // Nine parses into two places (7's fails and is not kept): seven displaced another.
+  EXPECT_EQ(m.stats().parsed_evictions, 7u);
   // The broken one is renewed from the CA (Pebble) and then served.
   probe_result healed;
   for (int i = 0; i < 300 && !healed.ok; ++i) {

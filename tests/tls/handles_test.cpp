@@ -7,6 +7,7 @@
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/handles.hpp"
 #include "test_certs.hpp"
+#include "tls/ec_pkcs8.hpp"
 
 using namespace letsencrypt;
 using namespace letsencrypt::tls;
@@ -331,5 +332,89 @@ TEST(handles, ec_pkcs8_reader_agrees_with_openssl_on_every_truncation_and_byte_c
       agree(m);
     }
   EXPECT_EQ(checked, der.size() * 4);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+namespace {
+
+std::string tlv(unsigned char tag, const std::string& body) {
+  std::string out(1, static_cast<char>(tag));
+  if (body.size() >= 256) {
+    out += '\x82';
+    out += static_cast<char>(body.size() >> 8);
+  } else if (body.size() >= 128) {
+    out += '\x81';
+  }
+  out += static_cast<char>(body.size() & 0xff);
+  return out + body;
+}
+
+}  // namespace
+
+TEST(handles, ec_pkcs8_direct_reader_takes_well_formed_keys_and_leaves_the_rest_to_openssl) {
+  // Every curve of the table, as OpenSSL writes the key.
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    ASSERT_TRUE(k);
+    auto direct = detail::read_ec_pkcs8(pkcs8_of(k.get()));
+    ASSERT_TRUE(direct) << curve;
+    EXPECT_EQ(ec_material(direct.get()), ec_material(k.get())) << curve;
+  }
+
+  // The same P-256 key written out by hand, then bent.
+  evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  ASSERT_TRUE(k);
+  BIGNUM* bn = nullptr;
+  ASSERT_EQ(EVP_PKEY_get_bn_param(k.get(), "priv", &bn), 1);
+  unsigned char scalar[32];
+  ASSERT_EQ(BN_bn2binpad(bn, scalar, sizeof scalar), 32);
+  BN_clear_free(bn);
+  unsigned char point[65];
+  std::size_t point_len = 0;
+  ASSERT_EQ(EVP_PKEY_get_octet_string_param(k.get(), "pub", point, sizeof point, &point_len), 1);
+  ASSERT_EQ(point_len, 65u);
+  const std::string priv(reinterpret_cast<char*>(scalar), 32), pub(reinterpret_cast<char*>(point), 65);
+  const std::string ec_oid = tlv(0x06, "\x2a\x86\x48\xce\x3d\x02\x01");
+  const std::string p256 = tlv(0x06, "\x2a\x86\x48\xce\x3d\x03\x01\x07");
+  const std::string p384 = tlv(0x06, std::string("\x2b\x81\x04\x00\x22", 5));
+  const std::string version1 = tlv(0x02, "\x01"), secret = tlv(0x04, priv);
+  const std::string a0 = tlv(0xa0, p256), a1 = tlv(0xa1, tlv(0x03, std::string(1, '\0') + pub));
+  auto pkcs8 = [&](const std::string& ec_fields, const std::string& after = "") {
+    return tlv(0x30, tlv(0x02, std::string(1, '\0')) + tlv(0x30, ec_oid + p256) + tlv(0x04, tlv(0x30, ec_fields)) + after);
+  };
+
+  for (const std::string& good : {pkcs8(version1 + secret + a0 + a1), pkcs8(version1 + secret + a1),
+                                  pkcs8(version1 + secret + a0 + a1, tlv(0xa0, ""))}) {
+    auto direct = detail::read_ec_pkcs8(good);
+    ASSERT_TRUE(direct);
+    EXPECT_EQ(ec_material(direct.get()), ec_material(k.get()));
+    auto reference = openssl_reads(good);
+    ASSERT_TRUE(reference);
+    EXPECT_EQ(ec_material(reference.get()), ec_material(k.get()));
+  }
+  // Without the public key: OpenSSL's to compute.
+  const std::string no_pub = pkcs8(version1 + secret + a0);
+  EXPECT_FALSE(detail::read_ec_pkcs8(no_pub));
+  auto computed = load_private_key_der(no_pub);
+  ASSERT_TRUE(computed);
+  EXPECT_EQ(ec_material(computed->get()), ec_material(k.get()));
+
+  // Shapes the direct reader refuses; load_private_key_der then says what OpenSSL says.
+  const std::string bent[] = {
+      pkcs8(version1 + secret + a0 + a1, tlv(0x02, "\x05")),  // more after the key
+      pkcs8(version1 + secret + a1 + a0),                      // [1] before [0]
+      pkcs8(version1 + secret + a0 + a1 + a1),                 // [1] twice
+      pkcs8(version1 + secret + a0 + a0 + a1),                 // [0] twice
+      pkcs8(version1 + secret + tlv(0xa0, p256 + tlv(0x05, "")) + a1),                               // more inside [0]
+      pkcs8(version1 + secret + a0 + tlv(0xa1, tlv(0x03, std::string(1, '\0') + pub) + tlv(0x05, ""))),  // more inside [1]
+      pkcs8(version1 + secret + tlv(0xa0, p384) + a1),         // [0] names another curve
+      pkcs8(version1 + secret + a0 + a1 + tlv(0xa2, tlv(0x05, ""))),  // a field RFC 5915 has not
+      pkcs8(tlv(0x02, "\x02") + secret + a0 + a1),            // ECPrivateKey version 2
+      pkcs8(version1 + tlv(0x04, priv + priv) + a0 + a1),      // a scalar longer than the field
+  };
+  for (std::size_t i = 0; i < std::size(bent); ++i) {
+    EXPECT_FALSE(detail::read_ec_pkcs8(bent[i])) << i;
+    EXPECT_EQ(bool(load_private_key_der(bent[i])), bool(openssl_reads(bent[i]))) << i;
+  }
   EXPECT_EQ(ERR_peek_error(), 0u);
 }

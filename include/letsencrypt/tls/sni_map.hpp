@@ -68,7 +68,8 @@ class deferred_cache {
   static std::shared_ptr<deferred_cache> make(std::size_t capacity);
 
   std::size_t capacity() const noexcept { return capacity_; }
-  /// Keys parsed now and counted against capacity().
+  /// Keys counted against capacity(): parsed now, or dropped by their owner since and not
+  /// yet replaced.
   std::size_t size() const;
   /// Parsed forms dropped to make room, since creation.
   std::uint64_t evictions() const noexcept { return evictions_.load(std::memory_order_relaxed); }
@@ -147,7 +148,8 @@ class deferred_key : public std::enable_shared_from_this<deferred_key> {
   mutable std::string key_der_;  // empty when shared_key_ is set
   mutable evp_pkey_ptr shared_key_;
   mutable std::vector<x509_ptr> chain_;
-  mutable std::atomic<bool> used_{false};  // the CLOCK reference bit, read by the cache
+  mutable std::atomic<bool> used_{false};     // the CLOCK reference bit, read by the cache
+  mutable std::atomic<bool> settled_{false};  // parsed_ and error_ final: no cache, or an error
   friend class deferred_cache;
 };
 
