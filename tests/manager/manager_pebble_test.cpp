@@ -458,6 +458,9 @@ TEST_F(manager_pebble, cached_certificates_are_parsed_on_use_within_the_limit_an
     json += "\"c" + std::to_string(i) + ".cache.test\":{\"Cert\":\"" + json_escape(issued.back().chain_pem) + "\",\"Key\":\"" +
             json_escape(issued.back().key_pem) + "\"}";
   }
+  // A record under a name the SNI map refuses: left out alone, not with the whole cache.
+  json += ",\"not a host name\":{\"Cert\":\"" + json_escape(issued[0].chain_pem) + "\",\"Key\":\"" +
+          json_escape(issued[0].key_pem) + "\"}";
   json += "}}";
   // c7 gets c8's key: the pair does not match.
   auto c8key = json_escape(issued[8].key_pem);
@@ -471,6 +474,7 @@ TEST_F(manager_pebble, cached_certificates_are_parsed_on_use_within_the_limit_an
   ASSERT_TRUE(m.cache_file(cache()));
   ASSERT_TRUE(m.unmarshal(json));
   EXPECT_EQ(m.stats().certificates, 50u);
+  EXPECT_EQ(m.stats().loaded_from_cache, 51u);
   ASSERT_TRUE(m.start(hello, false));
   for (int i : {0, 49, 8, 7, 8, 0, 1, 2, 3, 49, 0}) {
     auto p = probe(m.https_port(), "c" + std::to_string(i) + ".cache.test", certs.ca_pem());
