@@ -23,6 +23,7 @@
 
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/names.hpp"
+#include "tls/sni_map_test_access.hpp"
 
 namespace letsencrypt::tls {
 
@@ -847,6 +848,14 @@ result<bool> sni_map::remove(std::string_view name) {
   apply_locked({&c, 1});
   collect_locked();
   return true;
+}
+
+void sni_map_test_access::put_under_hash_of(sni_map& m, std::string_view hash_name, std::shared_ptr<const sni_entry> e) {
+  const std::uint64_t h = m.hash(hash_name);
+  sni_map::change c{h, m.shard_of(h), e->name, std::move(e)};
+  std::lock_guard lock(m.write_mutex_);
+  m.apply_locked({&c, 1});
+  m.collect_locked();
 }
 
 }  // namespace letsencrypt::tls

@@ -10,6 +10,7 @@
 #include "letsencrypt/tls/names.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
 #include "test_certs.hpp"
+#include "tls/sni_map_test_access.hpp"
 
 using namespace letsencrypt;
 using letsencrypt::testing::der_of;
@@ -399,3 +400,37 @@ TEST_F(sni_map_test, concurrent_readers_while_writer_churns) {
 }
 
 }  // namespace
+
+// A slot whose 64-bit hash matches is a hit only if its name does too: inline names (up to
+// 39 bytes) are compared in the slot, longer ones with the entry's copy. The keyed hash
+// makes such a collision impossible to find from outside, so the test forces one.
+TEST_F(sni_map_test, a_full_hash_collision_is_told_apart_by_the_name) {
+  const std::string long_label = "a-label-long-enough-to-pass-the-inline-name-limit";
+  const std::pair<std::string, std::string> cases[] = {
+      {"a.example", "b.example"},                                          // same length, inline
+      {"aa.example", "b.example"},                                         // other length, inline
+      {long_label + ".a.example", long_label + ".b.example"},              // compared in the entry
+  };
+  for (const auto& [stored, asked] : cases) {
+    SCOPED_TRACE(asked);
+    tls::sni_map map;
+    tls::sni_map_test_access::put_under_hash_of(map, asked,
+                                                std::make_shared<const tls::sni_entry>(tls::sni_entry{stored, {ec_a()}}));
+    EXPECT_FALSE(map.lookup(asked));
+    EXPECT_FALSE(map.visit(asked, [](const tls::sni_entry&) noexcept {}));
+    // The real entry takes another slot despite the equal hash, and each lookup finds its own.
+    ASSERT_TRUE(map.insert(asked, ec_b()));
+    auto e = map.lookup(asked);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->name, asked);
+    EXPECT_EQ(e->find(tls::key_kind::ecdsa), ec_b().get());
+    EXPECT_EQ(map.size(), 2u);
+    // Removing it leaves the other one with the same hash in place.
+    auto removed = map.remove(asked);
+    ASSERT_TRUE(removed);
+    EXPECT_TRUE(*removed);
+    EXPECT_EQ(map.size(), 1u);
+    EXPECT_FALSE(map.lookup(asked));
+    EXPECT_FALSE(map.visit(asked, [](const tls::sni_entry&) noexcept {}));
+  }
+}

@@ -188,6 +188,8 @@ struct sni_update {
   std::vector<std::shared_ptr<const deferred_key>> deferred = {};
 };
 
+struct sni_map_test_access;
+
 /// Host name -> sni_entry, sharded by hash. Every shard is an immutable open-addressing
 /// table published through one atomic pointer; a write copies the shard's table, changes the
 /// copy and publishes it, so the next lookup on any thread sees the change.
@@ -284,6 +286,7 @@ class sni_map {
   std::size_t retired_tables() const;
 
  private:
+  friend struct sni_map_test_access;  // tests: a forced hash collision
   struct table;
   struct stripe {
     alignas(64) std::array<std::atomic<std::uint64_t>, 2> readers{};
