@@ -273,7 +273,7 @@ struct manager::impl {
   void install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
   // The SNI map's updates for every name of `rec`, appended to `ups`.
   static void add_updates(std::vector<tls::sni_update>& ups, const store::cert_record& rec, const loaded_cert& lc);
-  // The renewal bookkeeping for `rec`, once the map serves it.
+  // The renewal bookkeeping for `rec`.
   void record_meta(const store::cert_record& rec, const loaded_cert& lc, bool from_cache);
   result<void> load_state(const store::state& s);
 
@@ -434,7 +434,6 @@ void manager::impl::record_meta(const store::cert_record& rec, const loaded_cert
     meta_[n] = m;
     refused_until_.erase(n);
   }
-  stats_.certificates = map_.size();
   if (from_cache) ++stats_.loaded_from_cache;
 }
 
@@ -466,10 +465,6 @@ result<void> manager::impl::load_state(const store::state& s) {
   // once per certificate (minutes at 100k names).
   for (const auto& [rec, lc] : loaded) record_meta(*rec, lc, true);
   (void)map_.apply(ups);
-  {
-    std::lock_guard lk(mu_);
-    stats_.certificates = map_.size();
-  }
   auto now = sys_clock::now();
   for (const auto& [name, rl] : s.rate_limits) {
     token_bucket::state st{rl.tokens, rl.last_refill};
