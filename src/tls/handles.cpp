@@ -7,7 +7,6 @@
 
 #include <bit>
 #include <climits>
-#include <cstdio>
 #include <ctime>
 
 #include "letsencrypt/tls/error.hpp"
@@ -294,10 +293,9 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
   const std::size_t n = static_cast<std::size_t>(priv.length);
   for (std::size_t i = 0; i < n; ++i)
     scalar[i] = std::endian::native == std::endian::little ? priv.contents[n - 1 - i] : priv.contents[i];
-  char group[16];
-  std::snprintf(group, sizeof group, "%s", c->name);
   OSSL_PARAM params_out[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+      // fromdata only reads the parameters; the constructors take non-const pointers.
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(c->name), 0),
       OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, scalar, n),
       OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, const_cast<unsigned char*>(pub.contents + 1),
                                         static_cast<std::size_t>(pub.length) - 1),
