@@ -212,28 +212,38 @@ tls::x509_ptr served_leaf(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const char* 
   return tls::up_ref(SSL_get0_peer_certificate(c.get()));
 }
 
+// A map holding `ups`, answered through a resolver installed in a server context.
+struct served_map {
+  explicit served_map(const std::vector<tls::sni_update>& ups) {
+    EXPECT_TRUE(map.apply(ups));
+    auto made = tls::make_server_context();
+    EXPECT_TRUE(made);
+    if (made) sctx = std::move(*made);
+    res.install(sctx.get());
+  }
+  tls::sni_map map;
+  tls::resolver res{map};
+  tls::ssl_ctx_ptr sctx;
+};
+
 }  // namespace
 
 TEST(deferred_key, a_handshake_gets_the_deferred_certificate_and_a_broken_one_is_refused) {
   test_certs ca;
   auto good = ca.issue({"good.example"});
   auto other = ca.issue({"other.example"});
-  tls::sni_map map;
   std::vector<tls::sni_update> ups;
   ups.push_back({"good.example", {}, {deferred(ca, good)}});
   // Parses at first use only, and then fails: the key belongs to another certificate.
   X509* chain[] = {ca.ca_cert()};
   ups.push_back({"broken.example", {}, {*tls::deferred_key::make(der_of(good.cert.get()), pkcs8_der(other.key.get()), chain)}});
-  ASSERT_TRUE(map.apply(ups));
-  tls::resolver res(map);
-  auto sctx = tls::make_server_context();
-  ASSERT_TRUE(sctx);
-  res.install(sctx->get());
+  served_map served(ups);
+  ASSERT_TRUE(served.sctx);
   auto cctx = ca.client_context();
 
   for (const char* name : {"good.example", "good.example", "broken.example"}) {
     SCOPED_TRACE(name);
-    const auto leaf = served_leaf(cctx.get(), sctx->get(), name);
+    const auto leaf = served_leaf(cctx.get(), served.sctx.get(), name);
     if (std::string(name) == "broken.example") {
       EXPECT_EQ(leaf, nullptr);
       continue;
@@ -241,8 +251,8 @@ TEST(deferred_key, a_handshake_gets_the_deferred_certificate_and_a_broken_one_is
     ASSERT_NE(leaf, nullptr);
     EXPECT_EQ(X509_cmp(leaf.get(), good.cert.get()), 0);
   }
-  EXPECT_EQ(res.stats().hits, 2u);
-  EXPECT_EQ(res.stats().refusals, 1u);
+  EXPECT_EQ(served.res.stats().hits, 2u);
+  EXPECT_EQ(served.res.stats().refusals, 1u);
 }
 
 TEST(deferred_cache, keeps_at_most_its_capacity_parsed_and_parses_again_on_use) {
@@ -361,27 +371,23 @@ TEST(deferred_cache, handshakes_get_the_right_certificate_while_parses_are_dropp
   test_certs ca;
   auto cache = tls::deferred_cache::make(1);
   std::vector<issued_cert> certs;
-  tls::sni_map map;
   std::vector<tls::sni_update> ups;
   const char* names[] = {"x.example", "y.example", "z.example"};
   for (const char* n : names) {
     certs.push_back(ca.issue({n}));
     ups.push_back({n, {}, {deferred(ca, certs.back(), cache)}});
   }
-  ASSERT_TRUE(map.apply(ups));
-  tls::resolver res(map);
-  auto sctx = tls::make_server_context();
-  ASSERT_TRUE(sctx);
-  res.install(sctx->get());
+  served_map served(ups);
+  ASSERT_TRUE(served.sctx);
   auto cctx = ca.client_context();
   for (int round = 0; round < 2; ++round)
     for (std::size_t i = 0; i < 3; ++i) {
       SCOPED_TRACE(names[i]);
-      const auto leaf = served_leaf(cctx.get(), sctx->get(), names[i]);
+      const auto leaf = served_leaf(cctx.get(), served.sctx.get(), names[i]);
       ASSERT_NE(leaf, nullptr);
       EXPECT_EQ(X509_cmp(leaf.get(), certs[i].cert.get()), 0);
     }
-  EXPECT_EQ(res.stats().hits, 6u);
+  EXPECT_EQ(served.res.stats().hits, 6u);
   EXPECT_EQ(cache->size(), 1u);
   EXPECT_EQ(cache->evictions(), 5u);
 }
