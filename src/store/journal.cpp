@@ -93,7 +93,14 @@ journal::journal(std::string path, io::unique_fd fd, io::unique_fd dir_fd, journ
   if (!replayed_.state.empty()) notifier_.set_version(1);
 }
 
-journal::~journal() { assert(!flushing_ && "journal destroyed with an append in flight"); }
+journal::~journal() {
+  assert(!flushing_ && "journal destroyed with an append in flight");
+  // Closing our descriptor does not release the lock while anything else still holds the
+  // open file: a child forked meanwhile, or an io_uring request the kernel frees after its
+  // completion was reported (ring teardown runs asynchronously). Unlock explicitly so the
+  // next opener, in this process or another, finds the journal free at once.
+  if (fd_) ::flock(fd_.get(), LOCK_UN);
+}
 
 void journal::log(std::string_view msg) const {
   if (options_.log) options_.log(msg);

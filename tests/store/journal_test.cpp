@@ -140,6 +140,34 @@ TEST(journal, second_opener_gets_busy_in_this_and_another_process) {
   EXPECT_TRUE(journal::open(path));
 }
 
+// The lock belongs to the journal object, not to the open file: a copy of the descriptor
+// still open elsewhere (here a forked child; in practice also an io_uring request the kernel
+// frees late) must not keep the next opener out.
+TEST(journal, lock_is_released_at_destruction_while_the_file_is_open_elsewhere) {
+  store_test::temp_dir d;
+  const auto path = d.file("cache");
+  auto j = must_open(path);
+  ASSERT_TRUE(j);
+  int hold[2];
+  ASSERT_EQ(::pipe(hold), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(hold[1]);
+    char c;
+    (void)!::read(hold[0], &c, 1);  // keeps the inherited descriptor until the parent closes
+    ::_exit(0);
+  }
+  ::close(hold[0]);
+  j.reset();
+  open_report rep;
+  auto again = journal::open(path, {}, &rep);
+  EXPECT_TRUE(again) << rep.message;
+  ::close(hold[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+}
+
 TEST(journal, replays_100k_records) {
   store_test::temp_dir d;
   const auto path = d.file("cache");
