@@ -284,6 +284,10 @@ task<void> multishot_acceptor::stop() {
     };
     co_await awaiter{this};
   }
+  // Closing the descriptor would stop the listening only when its last copy goes: one held
+  // by a forked child, or by a request the kernel frees after its ring is gone, keeps the
+  // port taken and the kernel completing handshakes that nobody will accept.
+  ::shutdown(fd_, SHUT_RD);
 }
 
 }  // namespace letsencrypt::io

@@ -117,6 +117,31 @@ TEST(net, multishot_accept_stop_unwinds_pending_next) {
   EXPECT_EQ(res.error(), errc::cancelled);
 }
 
+// Stopping ends the listening itself, not just our use of it: with a copy of the descriptor
+// still open (as a forked child or a late-freed kernel request would hold), new connections
+// are refused and the port can be bound again without SO_REUSEPORT.
+TEST(net, multishot_accept_stop_frees_the_port_while_a_copy_is_open) {
+  io::ring r;
+  auto lfd = io::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(lfd);
+  const auto port = *io::local_port(lfd->get());
+  io::unique_fd copy(::dup(lfd->get()));
+  ASSERT_TRUE(copy);
+  io::multishot_acceptor acc(lfd->get());
+  auto waiter = [&]() -> io::task<result<io::unique_fd>> { co_return co_await acc.next(); };
+  auto stopper = [&]() -> io::task<void> {
+    co_await io::sleep_for(10ms);
+    co_await acc.stop();
+  };
+  r.run(io::when_all(waiter(), stopper()));
+  lfd->reset();
+  auto res = r.run(io::connect_tcp("127.0.0.1", port, 2s));
+  ASSERT_FALSE(res) << "a stopped listener still completed a connection";
+  EXPECT_EQ(res.error(), std::errc::connection_refused);
+  auto again = io::listen_tcp("127.0.0.1", port);
+  EXPECT_TRUE(again) << again.error().message();
+}
+
 TEST(net, connect_refused_is_an_error_not_a_hang) {
   io::ring r;
   // Bind a port, then close it, so nothing listens there.

@@ -92,7 +92,9 @@ class multishot_acceptor : completion {
     return awaiter{this};
   }
 
-  /// Cancels the multishot SQE and waits for its final CQE.
+  /// Cancels the multishot SQE, waits for its final CQE, then stops the socket listening
+  /// (shutdown SHUT_RD): connections still in its backlog are reset and the port is free at
+  /// once, even while another copy of the descriptor stays open. The caller still closes it.
   task<void> stop();
 
   /// CQEs received so far (each one a connection or an error).
