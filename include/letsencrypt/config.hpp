@@ -48,6 +48,8 @@ struct config {
   std::string listen_host = "0.0.0.0";
   std::uint16_t https_port = 443;
   std::uint16_t http_port = 80;
+  /// A TLS handshake's deadline, from accept. The wait for a certificate being obtained for a
+  /// name seen for the first time does not count: the order has its own bounds.
   std::chrono::seconds handshake_timeout{10};
   /// Certificates loaded from the journal at start stay DER (about 1 KiB each) until a
   /// handshake for one of their names needs them. At most this many of those stay parsed

@@ -187,12 +187,17 @@ io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
       case status::want_input:
         LE_CO_TRY_VOID(co_await fill(deadline));
         break;
-      case status::want_certificate:
+      case status::want_certificate: {
         if (!retry_) co_return tls_errc::no_retry_handler;
+        // The deadline is the client's: the wait for a certificate (an issuance, for a name
+        // seen for the first time) is bounded by whoever obtains it, and is added back so a
+        // first visitor is not dropped just after its certificate has arrived.
+        const auto asked = io::clock::now();
         co_await retry_(eng_->native());
         if (stop_.stop_requested()) co_return errc::cancelled;
-        if (io::clock::now() >= deadline) co_return errc::timed_out;
+        if (deadline != io::clock::time_point::max()) deadline += io::clock::now() - asked;
         break;
+      }
       case status::closed:
         co_return errc::closed;
       case status::error:

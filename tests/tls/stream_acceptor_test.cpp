@@ -151,6 +151,18 @@ struct acceptor_test : ::testing::Test {
     c.ca_pem = certs->ca_pem();
     return c;
   }
+  // One client handshake to 127.0.0.1:port that must succeed, then close_notify.
+  void handshake_and_close(std::uint16_t port) {
+    io::ring r;
+    auto run = [&]() -> io::task<void> {
+      auto s = co_await tls::connect("127.0.0.1", port, client(), in(10s));
+      EXPECT_TRUE(s) << s.error().message();
+      if (s) {
+        EXPECT_TRUE(co_await (*s)->shutdown(in(5s)));
+      }
+    };
+    r.run(run());
+  }
 };
 
 }  // namespace
@@ -466,48 +478,69 @@ TEST_F(acceptor_test, stream_handshake_and_read_cancel_unwind) {
   r.run(run2());
 }
 
+namespace {
+
+// A server context with no certificate of its own: its ClientHello callback asks for a retry
+// until a handler has marked the connection (mark()), then serves the leaf.
+struct retrying_server {
+  static inline const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  X509* cert;
+  EVP_PKEY* key;
+  tls::ssl_ctx_ptr ctx{SSL_CTX_new(TLS_server_method())};
+
+  retrying_server(X509* c, EVP_PKEY* k) : cert(c), key(k) {
+    SSL_CTX_set_client_hello_cb(
+        ctx.get(),
+        [](SSL* ssl, int*, void* arg) -> int {
+          if (!SSL_get_ex_data(ssl, index)) return SSL_CLIENT_HELLO_RETRY;
+          auto* self = static_cast<retrying_server*>(arg);
+          SSL_use_certificate(ssl, self->cert);
+          SSL_use_PrivateKey(ssl, self->key);
+          return SSL_CLIENT_HELLO_SUCCESS;
+        },
+        this);
+  }
+  void mark(SSL* ssl) { SSL_set_ex_data(ssl, index, this); }
+};
+
+}  // namespace
+
 TEST_F(acceptor_test, client_hello_retry_runs_the_handler_then_completes) {
-  // The context has no certificate; the ClientHello callback retries until the handler,
-  // running as a task on the shard, has installed one.
-  struct waiter {
-    X509* cert;
-    EVP_PKEY* key;
-    std::atomic<int> retries{0};
-  } w{leaf->cert.get(), leaf->key.get()};
-  static int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-  tls::ssl_ctx_ptr sctx(SSL_CTX_new(TLS_server_method()));
-  SSL_CTX_set_client_hello_cb(
-      sctx.get(),
-      [](SSL* ssl, int*, void* arg) -> int {
-        auto* wt = static_cast<waiter*>(arg);
-        if (!SSL_get_ex_data(ssl, index)) return SSL_CLIENT_HELLO_RETRY;
-        SSL_use_certificate(ssl, wt->cert);
-        SSL_use_PrivateKey(ssl, wt->key);
-        return SSL_CLIENT_HELLO_SUCCESS;
-      },
-      &w);
+  // The handler, running as a task on the shard, lets the retried ClientHello through.
+  retrying_server srv(leaf->cert.get(), leaf->key.get());
+  std::atomic<int> retries{0};
   io::shard_group shards(1);
   auto cfg = config();
-  cfg.on_client_hello_retry = [&w](SSL* ssl) -> io::task<void> {
-    w.retries.fetch_add(1);
-    auto slept = co_await io::sleep_for(20ms);  // as if loading the certificate
-    (void)slept;
-    SSL_set_ex_data(ssl, index, &w);
+  cfg.on_client_hello_retry = [&](SSL* ssl) -> io::task<void> {
+    retries.fetch_add(1);
+    (void)co_await io::sleep_for(20ms);  // as if loading the certificate
+    srv.mark(ssl);
   };
-  tls::acceptor acc(shards, sctx.get(), cfg, echo_handler);
+  tls::acceptor acc(shards, srv.ctx.get(), cfg, echo_handler);
   ASSERT_TRUE(acc.start());
-  io::ring r;
-  auto run = [&]() -> io::task<void> {
-    auto s = co_await tls::connect("127.0.0.1", acc.port(), client(), in(10s));
-    EXPECT_TRUE(s) << s.error().message();
-    if (s) {
-      EXPECT_TRUE(co_await (*s)->shutdown(in(5s)));
-    }
-  };
-  r.run(run());
+  handshake_and_close(acc.port());
   // TLS 1.3: the client is done before the server has read its Finished.
   EXPECT_TRUE(wait_until([&] { return acc.stats().handshakes_ok == 1; }));
-  EXPECT_EQ(w.retries.load(), 1);
+  EXPECT_EQ(retries.load(), 1);
   acc.stop();
   EXPECT_EQ(acc.stats().handshakes_ok, 1u);
+}
+
+TEST_F(acceptor_test, client_hello_retry_wait_does_not_count_against_the_handshake_timeout) {
+  // A certificate that takes longer to obtain than the handshake timeout (a slow issuance)
+  // still reaches the client that asked for it.
+  retrying_server srv(leaf->cert.get(), leaf->key.get());
+  io::shard_group shards(1);
+  auto cfg = config();
+  cfg.handshake_timeout = 200ms;
+  cfg.on_client_hello_retry = [&](SSL* ssl) -> io::task<void> {
+    (void)co_await io::sleep_for(600ms);
+    srv.mark(ssl);
+  };
+  tls::acceptor acc(shards, srv.ctx.get(), cfg, echo_handler);
+  ASSERT_TRUE(acc.start());
+  handshake_and_close(acc.port());
+  EXPECT_TRUE(wait_until([&] { return acc.stats().handshakes_ok == 1; }));
+  acc.stop();
+  EXPECT_EQ(acc.stats().handshake_timeouts, 0u);
 }
