@@ -609,12 +609,13 @@ io::task<result<void>> manager::impl::issue(const std::string& name, bool renewa
   }
   // Durable first, then served: a crash never loses a certificate that handshakes saw.
   LE_CO_TRY_VOID(co_await persist(rec));
-  install_cert(rec, *lc, false);
   {
+    // Counted before it is served, so whoever sees the new certificate sees the count too.
     std::lock_guard lk(mu_);
     ++stats_.issued;
     if (renewal) ++stats_.renewed;
   }
+  install_cert(rec, *lc, false);
   log(log_level::info, fmt::format("{} certificate for {} (expires {:%Y-%m-%d %H:%M:%S} UTC)",
                                    renewal ? "renewed" : "obtained", name,
                                    std::chrono::floor<std::chrono::seconds>(lc->not_after)));

@@ -46,7 +46,9 @@ result<void> acceptor::start() {
   for (unsigned i = 0; i < shards_.size(); ++i) {
     io::listen_options lo;
     lo.backlog = cfg_.backlog;
-    lo.reuse_port = true;
+    // Only to spread one port over our shards: with a single listener, a port some other
+    // socket still listens on is refused rather than silently shared.
+    lo.reuse_port = shards_.size() > 1;
     LE_TRY(fd, io::listen_tcp(cfg_.host, port, lo));
     if (i == 0) {
       LE_TRY(p, io::local_port(fd.get()));

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -150,21 +151,24 @@ std::string json_escape(const std::string& s) {
 }
 
 // Picks `n` distinct ports free for TCP on 127.0.0.1 (and for UDP too when `udp_index` names
-// one of them), holding all sockets until every port is chosen so none repeats.
+// one of them), holding all sockets until every port is chosen so none repeats. The ports
+// are released before the children (and, for the challenge ports, the test) bind them, so
+// they come from below the kernel's ephemeral range: no connect() or bind to port 0 in
+// another test process can take one in between.
 pebble_result<std::vector<std::uint16_t>> free_ports(int n, int udp_index) {
   std::vector<fd_guard> held;
   std::vector<std::uint16_t> ports;
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(20000, 32767);
   for (int attempts = 0; static_cast<int>(ports.size()) < n; ++attempts) {
-    if (attempts > 100) return unexpected(fail(errc::busy, "no free loopback ports"));
+    if (attempts > 1000) return unexpected(fail(errc::busy, "no free loopback ports in 20000-32767"));
     fd_guard s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (s.get() < 0) return unexpected(fail_errno("socket"));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
-      return unexpected(fail_errno("bind 127.0.0.1:0"));
-    socklen_t len = sizeof a;
-    ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    a.sin_port = htons(static_cast<std::uint16_t>(pick(rng)));
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) continue;  // taken
     if (static_cast<int>(ports.size()) == udp_index) {
       fd_guard u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
       if (u.get() < 0) return unexpected(fail_errno("socket"));

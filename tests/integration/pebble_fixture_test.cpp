@@ -256,12 +256,13 @@ TEST(PebbleFixture, TwoFixturesGetDifferentPorts) {
   auto a = start_or_fail();
   auto b = start_or_fail();
   ASSERT_TRUE(a && b);
+  // The ports the fixtures' processes listen on. The challenge ports are only where Pebble
+  // connects to: nothing holds them until a test binds one, so they are left out.
   std::set<std::uint16_t> ports;
   for (auto* ca : {a.get(), b.get()})
-    for (auto p : {ca->acme_port(), ca->management_port(), ca->dns_port(), ca->challtestsrv_port(),
-                   ca->http_port(), ca->tls_port()})
+    for (auto p : {ca->acme_port(), ca->management_port(), ca->dns_port(), ca->challtestsrv_port()})
       ports.insert(p);
-  EXPECT_EQ(ports.size(), 12u);
+  EXPECT_EQ(ports.size(), 8u);
   expect_directory(a->directory_url(), a->https_ca_file());
   expect_directory(b->directory_url(), b->https_ca_file());
   EXPECT_NE(a->issuing_root_pem(), b->issuing_root_pem());

@@ -463,7 +463,7 @@ TEST(journal, crash_at_random_points_loses_no_durable_record) {
       ::close(p[0]);
       journal_options o;
       o.compact_min_dead = 300;  // crashes also land inside compactions
-      o.lock_timeout = 5s;
+      o.lock_timeout = 30s;
       auto j = journal::open(path, o);
       if (!j) ::_exit(3);
       io::ring ring;
@@ -505,7 +505,7 @@ TEST(journal, crash_at_random_points_loses_no_durable_record) {
 
     open_report rep;
     journal_options o;
-    o.lock_timeout = 5s;  // the dead child's io_uring lets go of the file asynchronously
+    o.lock_timeout = 30s;  // the dead child's io_uring lets go of the file asynchronously
     auto j = journal::open(path, o, &rep);
     ASSERT_TRUE(j) << "round " << round << ": " << rep.message;
     for (std::uint64_t b = 0; b < buckets; ++b) {
