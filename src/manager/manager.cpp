@@ -256,7 +256,8 @@ struct manager::impl {
   tls::miss_action on_miss(std::string_view name);
 
   // Issuance.
-  io::task<result<void>> cert(std::string host);
+  /// Waits until `host` has a certificate (obtaining one if policy allows), or `stop`.
+  io::task<result<void>> cert(std::string host, std::stop_token stop = {});
   io::task<void> run_issuance(std::string name, std::shared_ptr<pending> p, bool renewal);
   io::task<result<void>> issue(const std::string& name, bool renewal);
   io::task<result<void>> ensure_account();
@@ -648,7 +649,7 @@ io::task<void> manager::impl::run_issuance(std::string name, std::shared_ptr<pen
   p->done.set();
 }
 
-io::task<result<void>> manager::impl::cert(std::string host) {
+io::task<result<void>> manager::impl::cert(std::string host, std::stop_token stop) {
   auto name = tls::normalise_name(host);
   if (!name) co_return name.error();
   if (map_.lookup(*name)) co_return ok();
@@ -671,7 +672,7 @@ io::task<result<void>> manager::impl::cert(std::string host) {
     }
   }
   if (start) control().spawn(run_issuance(*name, p, false));
-  co_await p->done.wait();
+  if (!co_await p->done.wait(std::move(stop))) co_return errc::cancelled;
   if (p->ec) co_return p->ec;
   co_return ok();
 }
@@ -878,11 +879,12 @@ result<void> manager::impl::start_serving(http::handler h, bool with_http) {
   ac.host = cfg_.listen_host;
   ac.port = cfg_.https_port;
   ac.handshake_timeout = cfg_.handshake_timeout;
-  ac.on_client_hello_retry = [this](SSL* ssl) -> io::task<void> {
+  ac.on_client_hello_retry = [this](SSL* ssl, std::stop_token stop) -> io::task<void> {
     std::string name(tls::resolver::pending_name(ssl));
     // The outcome shows in the retried handshake: the map has the name, or the miss
-    // policy refuses it (a failed name is refused for a while).
-    (void)co_await cert(std::move(name));
+    // policy refuses it (a failed name is refused for a while). A stopped server stops
+    // waiting; the issuance goes on in the background and is kept.
+    (void)co_await cert(std::move(name), std::move(stop));
   };
   auto* srv = https_server_.get();
   auto acc = std::make_unique<tls::acceptor>(shards_, ctx.get(), ac, [srv](tls::stream& s) -> io::task<void> {

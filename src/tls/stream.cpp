@@ -193,7 +193,7 @@ io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
         // seen for the first time) is bounded by whoever obtains it, and is added back so a
         // first visitor is not dropped just after its certificate has arrived.
         const auto asked = io::clock::now();
-        co_await retry_(eng_->native());
+        co_await retry_(eng_->native(), stop_);
         if (stop_.stop_requested()) co_return errc::cancelled;
         if (deadline != io::clock::time_point::max()) deadline += io::clock::now() - asked;
         break;

@@ -575,37 +575,69 @@ TEST_F(manager_pebble, watch_fires_after_issuance_and_for_existing_state) {
   EXPECT_EQ(late.load(), 1);  // told at once: state exists
 }
 
-// Hang, cancel, must unwind: a CA that accepts connections and never answers holds an
-// issuance (and the handshake waiting on it); destroying the manager must end both promptly.
-TEST(manager_unwind, destroying_the_manager_ends_an_issuance_hung_on_a_silent_ca) {
+// A CA that accepts connections and never answers, and a one-shard manager using it with a
+// handshake for a new name suspended on the issuance that hangs there.
+struct hung_issuance {
   int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(lfd, 16), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  config c;
-  c.directory_url = "https://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/dir";
-  c.listen_host = "127.0.0.1";
-  c.https_port = 0;
-  c.shards = 1;
-  c.log = [](log_level, std::string_view) {};
-  auto m = std::make_unique<manager>(c);
-  auto hello = [](const http::request&) -> io::task<http::response> { co_return http::response{}; };
-  ASSERT_TRUE(m->start(hello, false));
+  std::unique_ptr<manager> m;
   probe_result p;
-  std::thread client([&, port = m->https_port()] { p = probe(port, "hang.test", ""); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the handshake is suspended
-  EXPECT_EQ(m->stats().orders, 0u);  // still fetching the directory
+  std::thread client;
+
+  void start() {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(lfd, 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+    config c;
+    c.directory_url = "https://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/dir";
+    c.listen_host = "127.0.0.1";
+    c.https_port = 0;
+    c.shards = 1;
+    c.log = [](log_level, std::string_view) {};
+    m = std::make_unique<manager>(c);
+    auto hello = [](const http::request&) -> io::task<http::response> { co_return http::response{}; };
+    ASSERT_TRUE(m->start(hello, false));
+    client = std::thread([this, port = m->https_port()] { p = probe(port, "hang.test", ""); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the handshake is suspended
+    EXPECT_EQ(m->stats().orders, 0u);  // still fetching the directory
+  }
+  ~hung_issuance() {
+    if (client.joinable()) client.join();
+    ::close(lfd);
+  }
+};
+
+// Hang, cancel, must unwind: destroying the manager ends the hung issuance and the handshake
+// waiting on it promptly.
+TEST(manager_unwind, destroying_the_manager_ends_an_issuance_hung_on_a_silent_ca) {
+  hung_issuance h;
+  ASSERT_NO_FATAL_FAILURE(h.start());
   auto start = std::chrono::steady_clock::now();
-  m.reset();
+  h.m.reset();
   auto took = std::chrono::steady_clock::now() - start;
-  client.join();
-  EXPECT_FALSE(p.ok);
+  h.client.join();
+  EXPECT_FALSE(h.p.ok);
   EXPECT_LT(took, std::chrono::seconds(5));
-  ::close(lfd);
+}
+
+// Hang, cancel, must unwind: stopping the server while the issuance still hangs ends the
+// handshake waiting on it at once; the issuance itself is the manager's and ends with it.
+TEST(manager_unwind, stopping_the_server_ends_a_handshake_waiting_on_a_hung_issuance) {
+  hung_issuance h;
+  ASSERT_NO_FATAL_FAILURE(h.start());
+  auto start = std::chrono::steady_clock::now();
+  h.m->stop();
+  auto took = std::chrono::steady_clock::now() - start;
+  h.client.join();
+  EXPECT_FALSE(h.p.ok);
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_EQ(h.m->https_port(), 0);
+  start = std::chrono::steady_clock::now();
+  h.m.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST_F(manager_pebble, install_into_a_plain_blocking_openssl_server) {

@@ -511,7 +511,7 @@ TEST_F(acceptor_test, client_hello_retry_runs_the_handler_then_completes) {
   std::atomic<int> retries{0};
   io::shard_group shards(1);
   auto cfg = config();
-  cfg.on_client_hello_retry = [&](SSL* ssl) -> io::task<void> {
+  cfg.on_client_hello_retry = [&](SSL* ssl, std::stop_token) -> io::task<void> {
     retries.fetch_add(1);
     (void)co_await io::sleep_for(20ms);  // as if loading the certificate
     srv.mark(ssl);
@@ -533,7 +533,7 @@ TEST_F(acceptor_test, client_hello_retry_wait_does_not_count_against_the_handsha
   io::shard_group shards(1);
   auto cfg = config();
   cfg.handshake_timeout = 200ms;
-  cfg.on_client_hello_retry = [&](SSL* ssl) -> io::task<void> {
+  cfg.on_client_hello_retry = [&](SSL* ssl, std::stop_token) -> io::task<void> {
     (void)co_await io::sleep_for(600ms);
     srv.mark(ssl);
   };

@@ -3,6 +3,8 @@
 
 #include <coroutine>
 #include <mutex>
+#include <optional>
+#include <stop_token>
 #include <vector>
 
 #include "letsencrypt/io/ring.hpp"
@@ -57,7 +59,61 @@ class event {
     return awaiter{this};
   }
 
+  /// Like wait(), but ends early when `stop` is requested: the result is true when the event
+  /// was set, false when the wait was stopped first. The waiter still resumes on its own ring.
+  /// Thread-safe against set() and the stop request racing. Off a ring the stop is not
+  /// observed (there is no loop to resume the waiter from).
+  auto wait(std::stop_token stop) noexcept {
+    struct awaiter {
+      struct on_stop {
+        awaiter* a;
+        void operator()() const noexcept { a->e->cancel_waiter(a->h); }
+      };
+      event* e;
+      std::stop_token stop;
+      std::coroutine_handle<> h{};
+      std::optional<std::stop_callback<on_stop>> cb{};
+      bool await_ready() const { return e->is_set() || stop.stop_requested(); }
+      bool await_suspend(std::coroutine_handle<> handle) {
+        h = handle;
+        {
+          std::lock_guard lk(e->mu_);
+          if (e->set_) return false;
+          e->waiters_.push_back({h, ring::current()});
+        }
+        // Runs on_stop at once when the stop is already requested; it takes the waiter back
+        // and schedules it, so this coroutine resumes from its ring's loop, not from here.
+        if (ring::current()) cb.emplace(stop, on_stop{this});
+        return true;
+      }
+      bool await_resume() {
+        cb.reset();  // waits for an on_stop running on another thread
+        return e->is_set();
+      }
+    };
+    return awaiter{this, std::move(stop)};
+  }
+
  private:
+  // Takes `h` out of the waiters (unless set() already has it) and resumes it on its ring.
+  void cancel_waiter(std::coroutine_handle<> h) {
+    ring* home = nullptr;
+    {
+      std::lock_guard lk(mu_);
+      for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+        if (it->h != h) continue;
+        home = it->home;
+        waiters_.erase(it);
+        break;
+      }
+    }
+    if (!home) return;  // set() has taken it and resumes it
+    if (home != ring::current())
+      home->post([h, home] { home->schedule(h); });
+    else
+      home->schedule(h);
+  }
+
   struct waiter {
     std::coroutine_handle<> h;
     ring* home;

@@ -26,8 +26,10 @@ namespace letsencrypt::tls {
 /// Called when the server's ClientHello callback returned SSL_CLIENT_HELLO_RETRY: the task
 /// completes once the handshake may be retried (the certificate it waited for is ready or
 /// known to be missing). The SNI resolver records in the SSL's ex_data what it waits for.
-/// Only this connection waits; the thread serves others meanwhile.
-using client_hello_retry = std::function<io::task<void>(SSL*)>;
+/// Only this connection waits; the thread serves others meanwhile. The stop token is the
+/// connection's: a handler that waits for long (an issuance) ends its wait when it fires, so
+/// stopping a server does not wait for a certificate nobody will be served.
+using client_hello_retry = std::function<io::task<void>(SSL*, std::stop_token)>;
 
 /// TLS on a connected TCP socket, server or client side. Every operation takes an absolute
 /// deadline (errc::timed_out when it passes) and honours the stop token given by
