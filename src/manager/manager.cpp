@@ -658,6 +658,7 @@ io::task<result<void>> manager::impl::cert(std::string host, std::stop_token sto
     ++stats_.refused;
     co_return errc::not_allowed;
   }
+  if (stop.stop_requested()) co_return errc::cancelled;  // a stopping server orders nothing
   std::shared_ptr<pending> p;
   bool start = false;
   {

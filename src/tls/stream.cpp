@@ -23,6 +23,9 @@ namespace letsencrypt::tls {
 namespace {
 constexpr std::size_t receive_size = 17 * 1024;     // one full TLS record and change
 constexpr std::size_t write_chunk = 4 * 16 * 1024;  // plaintext encrypted before each send
+// A name is looked up, waited for (obtained or refused), looked up again: a few rounds at
+// most, more only when something keeps failing.
+constexpr int max_client_hello_retries = 4;
 }  // namespace
 
 // Marks one kind of operation as running. Before the handshake has finished every operation
@@ -171,6 +174,7 @@ void stream::end_flush() {
 io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
   busy_guard g(*this, &stream::exclusive_);
   if (!g.ok()) co_return errc::busy;
+  int retries = 0;
   for (;;) {
     auto r = eng_->handshake();
     release_input();
@@ -189,13 +193,23 @@ io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
         break;
       case status::want_certificate: {
         if (!retry_) co_return tls_errc::no_retry_handler;
-        // The deadline is the client's: the wait for a certificate (an issuance, for a name
-        // seen for the first time) is bounded by whoever obtains it, and is added back so a
-        // first visitor is not dropped just after its certificate has arrived.
+        if (stop_.stop_requested()) co_return errc::cancelled;  // start no issuance now
+        // A resolver asks again only after a wait that changed something; a handler that
+        // answers at once while the callback keeps asking would spin on this thread.
+        if (++retries > max_client_hello_retries) co_return tls_errc::no_certificate;
+        // The deadline is the client's: the first wait for a certificate (an issuance, for a
+        // name seen for the first time) is bounded by whoever obtains it, and is added back
+        // so a first visitor is not dropped just after its certificate has arrived. Later
+        // waits count, so a handler that keeps answering at once cannot loop past it.
         const auto asked = io::clock::now();
         co_await retry_(eng_->native(), stop_);
         if (stop_.stop_requested()) co_return errc::cancelled;
-        if (deadline != io::clock::time_point::max()) deadline += io::clock::now() - asked;
+        if (retries == 1) {
+          const auto waited = io::clock::now() - asked;
+          deadline = io::clock::time_point::max() - deadline <= waited ? io::clock::time_point::max()
+                                                                        : deadline + waited;
+        }
+        if (io::clock::now() >= deadline) co_return errc::timed_out;
         break;
       }
       case status::closed:

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -153,15 +154,19 @@ std::string json_escape(const std::string& s) {
 // Picks `n` distinct ports free for TCP on 127.0.0.1 (and for UDP too when `udp_index` names
 // one of them), holding all sockets until every port is chosen so none repeats. The ports
 // are released before the children (and, for the challenge ports, the test) bind them, so
-// they come from below the kernel's ephemeral range: no connect() or bind to port 0 in
-// another test process can take one in between.
+// they come from just below the kernel's ephemeral range (ip_local_port_range): no connect()
+// or bind to port 0 in another test process can take one in between.
 pebble_result<std::vector<std::uint16_t>> free_ports(int n, int udp_index) {
   std::vector<fd_guard> held;
   std::vector<std::uint16_t> ports;
+  int ephemeral_low = 32768;  // the kernel's default when its setting cannot be read
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) range >> ephemeral_low;
+  const int high = std::max(ephemeral_low - 1, 2048), low = std::max(high - 12767, 1024);
   std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<int> pick(20000, 32767);
+  std::uniform_int_distribution<int> pick(low, high);
   for (int attempts = 0; static_cast<int>(ports.size()) < n; ++attempts) {
-    if (attempts > 1000) return unexpected(fail(errc::busy, "no free loopback ports in 20000-32767"));
+    if (attempts > 1000)
+      return unexpected(fail(errc::busy, "no free loopback ports in " + std::to_string(low) + "-" + std::to_string(high)));
     fd_guard s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (s.get() < 0) return unexpected(fail_errno("socket"));
     sockaddr_in a{};

@@ -526,15 +526,40 @@ TEST_F(acceptor_test, client_hello_retry_runs_the_handler_then_completes) {
   EXPECT_EQ(acc.stats().handshakes_ok, 1u);
 }
 
+TEST_F(acceptor_test, client_hello_retry_that_never_settles_fails_the_handshake_at_once) {
+  // The callback keeps asking and the handler answers at once: the handshake ends with
+  // no_certificate after a few rounds instead of spinning on the shard until its deadline.
+  retrying_server srv(leaf->cert.get(), leaf->key.get());
+  std::atomic<int> retries{0};
+  io::shard_group shards(1);
+  auto cfg = config();
+  cfg.handshake_timeout = 60s;
+  cfg.on_client_hello_retry = [&](SSL*, std::stop_token) -> io::task<void> {
+    retries.fetch_add(1);
+    co_return;
+  };
+  tls::acceptor acc(shards, srv.ctx.get(), cfg, echo_handler);
+  ASSERT_TRUE(acc.start());
+  io::ring r;
+  auto started = std::chrono::steady_clock::now();
+  auto s = r.run(tls::connect("127.0.0.1", acc.port(), client(), in(10s)));
+  EXPECT_FALSE(s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_TRUE(wait_until([&] { return acc.stats().handshake_no_certificate == 1; }));
+  EXPECT_GE(retries.load(), 1);
+  EXPECT_LE(retries.load(), 4);
+  acc.stop();
+}
+
 TEST_F(acceptor_test, client_hello_retry_wait_does_not_count_against_the_handshake_timeout) {
   // A certificate that takes longer to obtain than the handshake timeout (a slow issuance)
   // still reaches the client that asked for it.
   retrying_server srv(leaf->cert.get(), leaf->key.get());
   io::shard_group shards(1);
   auto cfg = config();
-  cfg.handshake_timeout = 200ms;
+  cfg.handshake_timeout = 1s;
   cfg.on_client_hello_retry = [&](SSL* ssl, std::stop_token) -> io::task<void> {
-    (void)co_await io::sleep_for(600ms);
+    (void)co_await io::sleep_for(2500ms);
     srv.mark(ssl);
   };
   tls::acceptor acc(shards, srv.ctx.get(), cfg, echo_handler);

@@ -22,8 +22,8 @@ namespace letsencrypt::tls {
 struct acceptor_config {
   std::string host = "0.0.0.0";  ///< numeric address to listen on
   std::uint16_t port = 443;      ///< 0 picks a free port (see acceptor::port)
-  /// From accept to handshake done, not counting the time on_client_hello_retry takes
-  /// (an issuance is bounded by its own deadlines and by stop()).
+  /// From accept to handshake done, not counting the time the first on_client_hello_retry
+  /// call takes (an issuance is bounded by its own deadlines and by stop()).
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds shutdown_timeout{1'000};    ///< for sending close_notify
   int backlog = 4096;

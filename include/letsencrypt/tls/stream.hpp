@@ -71,8 +71,9 @@ class stream final : public io::byte_stream {
   /// The token given to set_stop_token (handlers use it for their own waits).
   std::stop_token stop_token() const noexcept { return stop_; }
 
-  /// Runs the handshake to its end; time spent in the client-hello retry handler does not
-  /// count against `deadline` (the handler bounds its own waits). Errors: the engine's (tls_errc or OpenSSL codes),
+  /// Runs the handshake to its end; the time spent in the first call of the client-hello
+  /// retry handler does not count against `deadline` (the handler bounds its own waits).
+  /// Errors: the engine's (tls_errc or OpenSSL codes),
   /// errc::timed_out, errc::cancelled, errc::closed (the peer hung up), tls_errc::
   /// no_retry_handler (want_certificate without a handler), or a socket error. On a TLS
   /// failure the alert OpenSSL queued is sent, best effort, before returning.
