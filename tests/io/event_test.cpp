@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
+#include <thread>
 
 #include "letsencrypt/io/event.hpp"
 #include "letsencrypt/io/ops.hpp"
@@ -83,14 +85,22 @@ TEST(event, stoppable_wait_resumes_once_when_set_and_stop_race) {
     std::stop_source stop;
     std::promise<bool> on_ring;
     std::atomic<int> resumed{0};
+    std::atomic<bool> waiting{false};
     auto waiter = [&]() -> io::task<void> {
+      waiting = true;
       (void)co_await ev.wait(stop.get_token());
       resumed.fetch_add(1);
       on_ring.set_value(io::ring::current() == &g[0].loop());
     };
     g[0].spawn(waiter());
-    std::thread a([&] { ev.set(); });
-    std::thread b([&] { stop.request_stop(); });
+    // Race against a suspended waiter (its ring asleep), not one still on its way there.
+    while (!waiting) std::this_thread::yield();
+    std::this_thread::sleep_for(200us);
+    // Each side starts first in half the rounds.
+    auto set = [&] { ev.set(); };
+    auto cancel = [&] { stop.request_stop(); };
+    std::thread a(round % 2 ? std::function<void()>(set) : std::function<void()>(cancel));
+    std::thread b(round % 2 ? std::function<void()>(cancel) : std::function<void()>(set));
     a.join();
     b.join();
     ASSERT_TRUE(on_ring.get_future().get());
