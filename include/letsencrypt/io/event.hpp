@@ -1,6 +1,7 @@
 // event: a one-shot, thread-safe signal that coroutines on any ring can await.
 #pragma once
 
+#include <algorithm>
 #include <coroutine>
 #include <mutex>
 #include <optional>
@@ -34,14 +35,7 @@ class event {
       set_ = true;
       ws.swap(waiters_);
     }
-    for (auto& w : ws) {
-      if (w.home && w.home != ring::current())
-        w.home->post([h = w.h, r = w.home] { r->schedule(h); });
-      else if (w.home)
-        w.home->schedule(w.h);
-      else
-        w.h.resume();
-    }
+    for (auto& w : ws) resume(w);
   }
 
   auto wait() noexcept {
@@ -95,29 +89,36 @@ class event {
   }
 
  private:
-  // Takes `h` out of the waiters (unless set() already has it) and resumes it on its ring.
-  void cancel_waiter(std::coroutine_handle<> h) {
-    ring* home = nullptr;
-    {
-      std::lock_guard lk(mu_);
-      for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-        if (it->h != h) continue;
-        home = it->home;
-        waiters_.erase(it);
-        break;
-      }
-    }
-    if (!home) return;  // set() has taken it and resumes it
-    if (home != ring::current())
-      home->post([h, home] { home->schedule(h); });
-    else
-      home->schedule(h);
-  }
-
   struct waiter {
     std::coroutine_handle<> h;
     ring* home;
   };
+
+  // Resumes `w` from its ring's loop (by message from another thread), or here when it
+  // awaited off any ring.
+  static void resume(const waiter& w) {
+    if (w.home && w.home != ring::current())
+      w.home->post([h = w.h, r = w.home] { r->schedule(h); });
+    else if (w.home)
+      w.home->schedule(w.h);
+    else
+      w.h.resume();
+  }
+
+  // Takes `h` out of the waiters and resumes it, unless set() already has it. Only waiters
+  // on a ring register a stop callback, so this never resumes inline.
+  void cancel_waiter(std::coroutine_handle<> h) {
+    waiter taken{};
+    {
+      std::lock_guard lk(mu_);
+      auto it = std::find_if(waiters_.begin(), waiters_.end(), [h](const waiter& w) { return w.h == h; });
+      if (it == waiters_.end()) return;  // set() has taken it and resumes it
+      taken = *it;
+      waiters_.erase(it);
+    }
+    resume(taken);
+  }
+
   mutable std::mutex mu_;
   bool set_ = false;
   std::vector<waiter> waiters_;
