@@ -50,6 +50,18 @@ io::task<std::string> echo_client(std::uint16_t port, std::string msg) {
   co_return got;
 }
 
+// Waits on acc.next() while acc.stop() runs 10 ms later; next()'s result.
+result<io::unique_fd> next_until_stopped(io::ring& r, io::multishot_acceptor& acc) {
+  auto waiter = [&]() -> io::task<result<io::unique_fd>> { co_return co_await acc.next(); };
+  auto stopper = [&]() -> io::task<void> {
+    co_await io::sleep_for(10ms);
+    co_await acc.stop();
+  };
+  auto [res, unused] = r.run(io::when_all(waiter(), stopper()));
+  (void)unused;
+  return std::move(res);
+}
+
 }  // namespace
 
 TEST(net, echo_over_accept_recv_send) {
@@ -106,13 +118,7 @@ TEST(net, multishot_accept_stop_unwinds_pending_next) {
   auto lfd = io::listen_tcp("127.0.0.1", 0);
   ASSERT_TRUE(lfd);
   io::multishot_acceptor acc(lfd->get());
-  auto waiter = [&]() -> io::task<result<io::unique_fd>> { co_return co_await acc.next(); };
-  auto stopper = [&]() -> io::task<void> {
-    co_await io::sleep_for(10ms);
-    co_await acc.stop();
-  };
-  auto [res, unused] = r.run(io::when_all(waiter(), stopper()));
-  (void)unused;
+  auto res = next_until_stopped(r, acc);
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error(), errc::cancelled);
 }
@@ -128,12 +134,7 @@ TEST(net, multishot_accept_stop_frees_the_port_while_a_copy_is_open) {
   io::unique_fd copy(::dup(lfd->get()));
   ASSERT_TRUE(copy);
   io::multishot_acceptor acc(lfd->get());
-  auto waiter = [&]() -> io::task<result<io::unique_fd>> { co_return co_await acc.next(); };
-  auto stopper = [&]() -> io::task<void> {
-    co_await io::sleep_for(10ms);
-    co_await acc.stop();
-  };
-  r.run(io::when_all(waiter(), stopper()));
+  (void)next_until_stopped(r, acc);
   lfd->reset();
   auto res = r.run(io::connect_tcp("127.0.0.1", port, 2s));
   ASSERT_FALSE(res) << "a stopped listener still completed a connection";
