@@ -200,7 +200,7 @@ io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
         // The deadline is the client's: the first wait for a certificate (an issuance, for a
         // name seen for the first time) is bounded by whoever obtains it, and is added back
         // so a first visitor is not dropped just after its certificate has arrived. Later
-        // waits count, so a handler that keeps answering at once cannot loop past it.
+        // waits count.
         const auto asked = io::clock::now();
         co_await retry_(eng_->native(), stop_);
         if (stop_.stop_requested()) co_return errc::cancelled;
