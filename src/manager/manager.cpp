@@ -96,14 +96,10 @@ class issuer_cache {
   tls::x509_ptr get(const std::string& der) {
     std::lock_guard lk(mu_);
     if (auto it = parsed_.find(der); it != parsed_.end()) return tls::up_ref(it->second.get());
-    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-    tls::x509_ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-    if (!x) {
-      ERR_clear_error();
-      return nullptr;
-    }
-    if (parsed_.size() < max_entries) parsed_.emplace(der, tls::up_ref(x.get()));
-    return x;
+    auto x = tls::parse_certificate_der(der);
+    if (!x) return nullptr;
+    if (parsed_.size() < max_entries) parsed_.emplace(der, tls::up_ref(x->get()));
+    return std::move(*x);
   }
 
  private:
@@ -134,12 +130,7 @@ std::vector<X509*> raw(const std::vector<tls::x509_ptr>& v) {
 // A certificate record parsed now (a fresh issuance, or a cached key that is not PKCS#8).
 result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers) {
   LE_TRY(split, split_chain(chain_pem, issuers));
-  const auto* p = reinterpret_cast<const unsigned char*>(split.first.data());
-  tls::x509_ptr leaf(d2i_X509(nullptr, &p, static_cast<long>(split.first.size())));
-  if (!leaf) {
-    ERR_clear_error();
-    return tls::tls_errc::bad_pem;
-  }
+  LE_TRY(leaf, tls::parse_certificate_der(split.first));
   LE_TRY(key, tls::load_private_key_pem(key_pem));
   LE_TRY(ck, tls::make_certified_key(leaf.get(), key.get(), raw(split.second)));
   LE_TRY(nb, tls::to_time_point(X509_get0_notBefore(leaf.get())));

@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "letsencrypt/tls/error.hpp"
+#include "tls/libctx.hpp"
 #include "tls/ec_pkcs8.hpp"
 
 namespace letsencrypt::tls {
@@ -35,6 +36,17 @@ result<std::string> drain(BIO* b) {
   long n = BIO_get_mem_data(b, &data);
   if (n < 0 || (n > 0 && !data)) return tls_error();
   return std::string(data, static_cast<std::size_t>(n));
+}
+
+// `x`, or when its public key did not decode in the parse context (a key type it leaves
+// out), the same certificate parsed in the default context.
+x509_ptr with_public_key(x509_ptr x, std::string_view der) {
+  if (!x || X509_get0_pubkey(x.get()) != nullptr) return x;
+  ERR_clear_error();
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  x509_ptr again(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  ERR_clear_error();
+  return again ? std::move(again) : std::move(x);
 }
 
 }  // namespace
@@ -73,13 +85,47 @@ result<x509_stack_ptr> to_stack(std::span<const x509_ptr> chain) {
   return st;
 }
 
+result<x509_ptr> parse_certificate_der(std::string_view der) {
+  if (der.empty() || der.size() > static_cast<std::size_t>(LONG_MAX)) return tls_errc::bad_pem;
+  ERR_clear_error();
+  const auto* begin = reinterpret_cast<const unsigned char*>(der.data());
+  const auto* p = begin;
+  X509* raw = nullptr;
+  if (OSSL_LIB_CTX* ctx = detail::library_context()) {
+    raw = X509_new_ex(ctx, nullptr);
+    if (!raw) return tls_error();
+  }
+  // On failure d2i_X509 frees what `raw` held and clears it.
+  x509_ptr x(d2i_X509(&raw, &p, static_cast<long>(der.size())));
+  if (!x || p != begin + der.size()) {
+    if (!x) X509_free(raw);
+    ERR_clear_error();
+    return tls_errc::bad_pem;
+  }
+  return with_public_key(std::move(x), der);
+}
+
 result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem) {
   ERR_clear_error();
   LE_TRY(b, memory_source(pem));
+  OSSL_LIB_CTX* const ctx = detail::library_context();
   std::vector<x509_ptr> out;
   for (;;) {
-    x509_ptr c(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
-    if (!c) break;
+    X509* raw = nullptr;
+    if (ctx && !(raw = X509_new_ex(ctx, nullptr))) return tls_error();
+    // On a block that does not parse d2i_X509 frees what `raw` held and clears it; at the
+    // end of the text `raw` is left as it was.
+    x509_ptr c(PEM_read_bio_X509(b.get(), &raw, nullptr, nullptr));
+    if (!c) {
+      X509_free(raw);
+      break;
+    }
+    if (X509_get0_pubkey(c.get()) == nullptr) {
+      unsigned char* der = nullptr;
+      const int n = i2d_X509(c.get(), &der);
+      if (n > 0) c = with_public_key(std::move(c), std::string_view(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n)));
+      OPENSSL_free(der);
+    }
     out.push_back(std::move(c));
   }
   // The loop ends at the first failure: the end of the text, or a block that does not parse.
@@ -302,7 +348,7 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
       OSSL_PARAM_construct_end(),
   };
   EVP_PKEY* out = nullptr;
-  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr),
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new_from_name(library_context(), "EC", nullptr),
                                                                  &EVP_PKEY_CTX_free);
   if (ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1) (void)EVP_PKEY_fromdata(ctx.get(), &out, EVP_PKEY_KEYPAIR, params_out);
   OPENSSL_cleanse(scalar, sizeof scalar);
@@ -380,7 +426,7 @@ result<std::string> public_key_pem(EVP_PKEY* key) {
 
 result<evp_pkey_ptr> generate_ec_p256_key() {
   ERR_clear_error();
-  evp_pkey_ptr k(EVP_EC_gen("P-256"));
+  evp_pkey_ptr k(EVP_PKEY_Q_keygen(detail::library_context(), nullptr, "EC", "P-256"));
   if (!k) return tls_error();
   return k;
 }
@@ -388,7 +434,7 @@ result<evp_pkey_ptr> generate_ec_p256_key() {
 result<evp_pkey_ptr> generate_rsa_key(unsigned bits) {
   if (bits < 2048 || bits > 16384) return errc::invalid_argument;
   ERR_clear_error();
-  evp_pkey_ptr k(EVP_RSA_gen(bits));
+  evp_pkey_ptr k(EVP_PKEY_Q_keygen(detail::library_context(), nullptr, "RSA", static_cast<std::size_t>(bits)));
   if (!k) return tls_error();
   return k;
 }

@@ -5,13 +5,14 @@
 #include <string_view>
 
 #include "letsencrypt/tls/error.hpp"
+#include "tls/libctx.hpp"
 
 namespace letsencrypt::tls {
 
 result<ssl_ctx_ptr> make_server_context(const server_context_options& o) {
   if (o.min_version != TLS1_2_VERSION && o.min_version != TLS1_3_VERSION) return errc::invalid_argument;
   ERR_clear_error();
-  ssl_ctx_ptr ctx(SSL_CTX_new(TLS_server_method()));
+  ssl_ctx_ptr ctx(SSL_CTX_new_ex(detail::library_context(), nullptr, TLS_server_method()));
   if (!ctx) return tls_error();
   if (SSL_CTX_set_min_proto_version(ctx.get(), o.min_version) != 1 ||
       SSL_CTX_set_ciphersuites(ctx.get(), o.ciphersuites.c_str()) != 1 ||

@@ -507,8 +507,8 @@ void deferred_key::evict() const noexcept {
 void deferred_key::parse_locked() const noexcept {
   if (leaf_der_.empty()) return;  // the DER was dropped after a parse without a cache
   try {
-    const auto* p = reinterpret_cast<const unsigned char*>(leaf_der_.data());
-    x509_ptr leaf(d2i_X509(nullptr, &p, static_cast<long>(leaf_der_.size())));
+    auto parsed_leaf = parse_certificate_der(leaf_der_);
+    x509_ptr leaf = parsed_leaf ? std::move(*parsed_leaf) : nullptr;
     evp_pkey_ptr own;
     EVP_PKEY* key = shared_key_.get();
     if (!key) {

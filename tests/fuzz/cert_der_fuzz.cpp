@@ -15,6 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)tls::certificate_validity(bytes);
   (void)tls::pem_blocks_der(bytes, "CERTIFICATE");
   (void)tls::load_private_key_der(bytes);
+  (void)tls::parse_certificate_der(bytes);
   // The first half as a certificate, the second as a PKCS#8 key.
   const std::size_t half = size / 2;
   if (auto d = tls::deferred_key::make(bytes.substr(0, half), bytes.substr(half))) (void)(*d)->get();

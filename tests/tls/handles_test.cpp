@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 
 #include <random>
 
@@ -416,5 +417,107 @@ TEST(handles, ec_pkcs8_direct_reader_takes_well_formed_keys_and_leaves_the_rest_
     EXPECT_FALSE(detail::read_ec_pkcs8(bent[i])) << i;
     EXPECT_EQ(bool(load_private_key_der(bent[i])), bool(openssl_reads(bent[i]))) << i;
   }
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+namespace {
+
+std::string provider_of(EVP_PKEY* k) {
+  const OSSL_PROVIDER* p = k ? EVP_PKEY_get0_provider(k) : nullptr;
+  return p ? OSSL_PROVIDER_get0_name(p) : "";
+}
+
+}  // namespace
+
+TEST(handles, certificates_parse_in_the_library_context_for_every_key_type_and_verify) {
+  test_certs ca;
+  struct kind {
+    const char* name;
+    evp_pkey_ptr key;
+    bool in_library_context;  // X25519 is no certificate key type: parsed as d2i_X509 does
+  };
+  std::vector<kind> kinds;
+  kinds.push_back({"P-256", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")), true});
+  kinds.push_back({"P-384", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384")), true});
+  kinds.push_back({"RSA", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{2048})), true});
+  kinds.push_back({"ED25519", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")), true});
+  kinds.push_back({"ED448", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED448")), true});
+  kinds.push_back({"X25519", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519")), false});
+  for (auto& k : kinds) {
+    SCOPED_TRACE(k.name);
+    ASSERT_TRUE(k.key);
+    letsencrypt::testing::issue_options o;
+    o.key = k.key.get();
+    auto leaf = ca.issue({"kind.test"}, o);
+    const std::string der = der_of(leaf.cert.get());
+    auto x = parse_certificate_der(der);
+    ASSERT_TRUE(x) << x.error().message();
+    EXPECT_EQ(der_of(x->get()), der);
+    EVP_PKEY* pub = X509_get0_pubkey(x->get());
+    ASSERT_NE(pub, nullptr);
+    EXPECT_EQ(provider_of(pub), k.in_library_context ? "letsencrypt-default-filtered" : "default");
+    // The key made in OpenSSL's default context is the same key, and signatures check both
+    // ways: the parsed leaf under the CA's key, and (below) a leaf under a parsed CA.
+    EXPECT_EQ(EVP_PKEY_eq(pub, k.key.get()), 1);
+    EXPECT_EQ(X509_check_private_key(x->get(), k.key.get()), 1);
+    EXPECT_EQ(X509_verify(x->get(), ca.ca_key()), 1);
+    auto chain = load_certificate_chain_pem(leaf.chain_pem);
+    ASSERT_TRUE(chain);
+    ASSERT_EQ(chain->size(), 2u);
+    EXPECT_EQ(der_of((*chain)[0].get()), der);
+    EXPECT_EQ(EVP_PKEY_eq(X509_get0_pubkey((*chain)[0].get()), k.key.get()), 1);
+    EXPECT_EQ(X509_verify(leaf.cert.get(), X509_get0_pubkey((*chain)[1].get())), 1);
+  }
+  // Keys the library reads or makes live in the same context as the certificates, so the
+  // two compare without copying one into the other's provider.
+  auto ec = generate_ec_p256_key();
+  ASSERT_TRUE(ec);
+  EXPECT_EQ(provider_of(ec->get()), "letsencrypt-default-filtered");
+  auto pem = to_pem(ec->get());
+  ASSERT_TRUE(pem);
+  auto read = load_private_key_pem(*pem);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(provider_of(read->get()), "letsencrypt-default-filtered");
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, certificate_parser_agrees_with_openssl_on_every_truncation_and_byte_change) {
+  test_certs ca;
+  const std::string der = der_of(ca.issue({"cut.test", "*.cut.test"}).cert.get());
+  std::size_t accepted = 0;
+  auto agree = [&](const std::string& bytes) {
+    auto ours = parse_certificate_der(bytes);
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    x509_ptr theirs(d2i_X509(nullptr, &p, static_cast<long>(bytes.size())));
+    const bool theirs_whole = theirs && p == reinterpret_cast<const unsigned char*>(bytes.data()) + bytes.size();
+    ERR_clear_error();
+    ASSERT_EQ(ours.has_value(), theirs_whole);
+    if (!ours) {
+      EXPECT_EQ(ours.error(), make_error_code(tls_errc::bad_pem));
+      return;
+    }
+    ++accepted;
+    EXPECT_EQ(der_of(ours->get()), der_of(theirs.get()));
+    EVP_PKEY* a = X509_get0_pubkey(ours->get());
+    EVP_PKEY* b = X509_get0_pubkey(theirs.get());
+    ERR_clear_error();
+    ASSERT_EQ(a == nullptr, b == nullptr);
+    if (a) {
+      EXPECT_EQ(EVP_PKEY_eq(a, b), 1);
+    }
+  };
+  for (std::size_t n = 0; n <= der.size() + 1; ++n) {
+    SCOPED_TRACE(n);
+    agree(n <= der.size() ? der.substr(0, n) : der + '\0');  // and one trailing byte
+  }
+  for (std::size_t i = 0; i < der.size(); ++i) {
+    for (unsigned char flip : {0x01, 0x80, 0xff}) {
+      SCOPED_TRACE(i);
+      std::string bytes = der;
+      bytes[i] = static_cast<char>(static_cast<unsigned char>(bytes[i]) ^ flip);
+      agree(bytes);
+    }
+  }
+  EXPECT_GT(accepted, der.size()) << "changes inside values parse on both sides";
   EXPECT_EQ(ERR_peek_error(), 0u);
 }

@@ -1,5 +1,7 @@
 #include "memory_pair.hpp"
 
+#include <openssl/provider.h>
+
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -54,6 +56,12 @@ memory_connection connect_in_memory(SSL_CTX* cctx, SSL_CTX* sctx, const char* ho
   }
   o.suite = SSL_get_cipher_name(c->native());
   o.reused = SSL_session_reused(c->native()) == 1;
+  if (X509* peer = SSL_get0_peer_certificate(c->native())) o.peer_key_type = EVP_PKEY_get_base_id(X509_get0_pubkey(peer));
+  EVP_PKEY* share = nullptr;
+  if (SSL_get_tmp_key(s->native(), &share) == 1 && share) {
+    if (const OSSL_PROVIDER* p = EVP_PKEY_get0_provider(share)) o.server_share_provider = OSSL_PROVIDER_get0_name(p);
+    EVP_PKEY_free(share);
+  }
   EXPECT_EQ(c->shutdown().state, status::have_output);
   o.session.reset(SSL_get1_session(c->native()));
   return o;

@@ -16,6 +16,8 @@ struct memory_connection {
   bool reused = false;          ///< the client resumed a session
   std::string suite;            ///< the negotiated cipher suite
   tls::ssl_session_ptr session; ///< the client's session at the end (the last ticket's)
+  int peer_key_type = 0;        ///< EVP_PKEY_get_base_id of the server certificate's key
+  std::string server_share_provider;  ///< the provider of the server's ephemeral key share
 };
 
 /// Connects a client made from `cctx` (SNI and verified name `host`, exactly `version`,

@@ -11,6 +11,7 @@
 #include "letsencrypt/tls/server_context.hpp"
 #include "letsencrypt/tls/tickets.hpp"
 #include "memory_pair.hpp"
+#include "tls/libctx.hpp"
 #include "test_certs.hpp"
 
 using namespace letsencrypt;
@@ -137,4 +138,39 @@ TEST(server_context, refuses_unknown_lists_and_old_versions) {
   auto modern = make_server_context(o);
   ASSERT_TRUE(modern);
   EXPECT_EQ(SSL_CTX_get_min_proto_version(modern->get()), TLS1_3_VERSION);
+}
+
+TEST(server_context, lives_in_the_library_context_and_serves_what_the_loaders_read) {
+  ASSERT_NE(detail::library_context(), nullptr) << "the default provider is available and FIPS is off here";
+  auto made = make_server_context();
+  ASSERT_TRUE(made);
+  ssl_ctx_ptr sctx = std::move(*made);
+  // EC and RSA certificates and keys as the loaders read them, on one context: every group
+  // and signature the handshake needs is there, and the client sees each certificate.
+  test_certs certs;
+  for (auto kind : {letsencrypt::testing::key_kind::ec_p256, letsencrypt::testing::key_kind::rsa2048}) {
+    auto leaf = certs.issue({"ctx.test"}, kind);
+    auto chain = load_certificate_chain_pem(leaf.chain_pem);
+    auto key = load_private_key_pem(leaf.key_pem);
+    ASSERT_TRUE(chain && key);
+    x509_stack_ptr rest(sk_X509_new_null());
+    ASSERT_EQ(sk_X509_push(rest.get(), up_ref((*chain)[1].get()).release()), 1);
+    ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx.get(), (*chain)[0].get(), key->get(), rest.get(), 1), 1);
+  }
+  auto cctx = certs.client_context();
+  for (const char* sigalgs : {"ECDSA+SHA256", "rsa_pss_rsae_sha256"}) {
+    SCOPED_TRACE(sigalgs);
+    ASSERT_EQ(SSL_CTX_set1_sigalgs_list(cctx.get(), sigalgs), 1);
+    for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+      SCOPED_TRACE(version);
+      auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", version, nullptr, {});
+      EXPECT_TRUE(m.handshake_done);
+      // The server's key share was made in the library context, as its SSL_CTX was (a TLS
+      // 1.2 server frees its share once the keys are derived).
+      if (version == TLS1_3_VERSION) {
+        EXPECT_EQ(m.server_share_provider, "letsencrypt-default-filtered");
+      }
+      EXPECT_EQ(m.peer_key_type, std::string_view(sigalgs).starts_with("ECDSA") ? EVP_PKEY_EC : EVP_PKEY_RSA);
+    }
+  }
 }
