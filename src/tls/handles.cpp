@@ -10,8 +10,8 @@
 #include <ctime>
 
 #include "letsencrypt/tls/error.hpp"
-#include "tls/libctx.hpp"
 #include "tls/ec_pkcs8.hpp"
+#include "tls/libctx.hpp"
 
 namespace letsencrypt::tls {
 namespace {
@@ -38,8 +38,8 @@ result<std::string> drain(BIO* b) {
   return std::string(data, static_cast<std::size_t>(n));
 }
 
-// `x`, or when its public key did not decode in the parse context (a key type it leaves
-// out), the same certificate parsed in the default context.
+// `x`, or when its public key did not decode in the library context (a key type whose
+// decoder it leaves out), the same certificate parsed in OpenSSL's default context.
 x509_ptr with_public_key(x509_ptr x, std::string_view der) {
   if (!x || X509_get0_pubkey(x.get()) != nullptr) return x;
   ERR_clear_error();
