@@ -38,15 +38,54 @@ result<std::string> drain(BIO* b) {
   return std::string(data, static_cast<std::size_t>(n));
 }
 
-// `x`, or when its public key did not decode in the library context (a key type whose
-// decoder it leaves out), the same certificate parsed in OpenSSL's default context.
+// `x`, or when its public key is of a type whose decoder the library context leaves out,
+// the same certificate parsed in OpenSSL's default context. A malformed key of the types it
+// decodes would fail there too: such a certificate is returned without a key, as d2i_X509
+// returns it.
 x509_ptr with_public_key(x509_ptr x, std::string_view der) {
   if (!x || X509_get0_pubkey(x.get()) != nullptr) return x;
   ERR_clear_error();
+  ASN1_OBJECT* algorithm = nullptr;
+  if (X509_PUBKEY_get0_param(&algorithm, nullptr, nullptr, nullptr, X509_get_X509_PUBKEY(x.get())) == 1) {
+    switch (OBJ_obj2nid(algorithm)) {
+      case NID_X9_62_id_ecPublicKey:
+      case NID_rsaEncryption:
+      case NID_rsassaPss:
+      case NID_ED25519:
+      case NID_ED448:
+        return x;
+      default:
+        break;
+    }
+  }
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   x509_ptr again(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   ERR_clear_error();
   return again ? std::move(again) : std::move(x);
+}
+
+// `k` made again in the library context, so that certificates parsed there compare with it,
+// and a server context there signs with it, without OpenSSL keeping a copy of it in each
+// context. `k` itself when there is no library context or it does not export (it then
+// works as before). The exported parameters hold the private key: cleansed before freed.
+evp_pkey_ptr into_library_context(evp_pkey_ptr k) {
+  OSSL_LIB_CTX* const ctx = detail::library_context();
+  if (!ctx || !k) return k;
+  const char* type = EVP_PKEY_get0_type_name(k.get());
+  OSSL_PARAM* params = nullptr;
+  if (!type || EVP_PKEY_todata(k.get(), EVP_PKEY_KEYPAIR, &params) != 1) {
+    ERR_clear_error();
+    return k;
+  }
+  EVP_PKEY* out = nullptr;
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> pctx(EVP_PKEY_CTX_new_from_name(ctx, type, nullptr),
+                                                                  &EVP_PKEY_CTX_free);
+  if (pctx && EVP_PKEY_fromdata_init(pctx.get()) == 1) (void)EVP_PKEY_fromdata(pctx.get(), &out, EVP_PKEY_KEYPAIR, params);
+  for (OSSL_PARAM* p = params; p->key != nullptr; ++p)
+    if (p->data) OPENSSL_cleanse(p->data, p->data_size);
+  OSSL_PARAM_free(params);
+  ERR_clear_error();
+  return out ? evp_pkey_ptr(out) : std::move(k);
 }
 
 }  // namespace
@@ -365,7 +404,7 @@ result<evp_pkey_ptr> load_private_key_der(std::string_view der) {
   evp_pkey_ptr k(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
   ERR_clear_error();
   if (!k) return tls_errc::bad_pem;
-  return k;
+  return into_library_context(std::move(k));
 }
 
 result<evp_pkey_ptr> load_private_key_pem(std::string_view pem) {
@@ -387,7 +426,7 @@ result<evp_pkey_ptr> load_private_key_pem(std::string_view pem) {
   evp_pkey_ptr k(PEM_read_bio_PrivateKey(b.get(), nullptr, no_password, nullptr));
   ERR_clear_error();
   if (!k) return tls_errc::bad_pem;
-  return k;
+  return into_library_context(std::move(k));
 }
 
 result<std::string> to_pem(X509* cert) {

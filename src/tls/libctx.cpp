@@ -16,10 +16,13 @@
 // depend on the certificate. In a context whose decoders are only those a certificate's
 // public key can need, the whole parse takes about 30 us.
 //
-// The context's one provider is the default provider seen through a filter: its query hands
-// out the default provider's own algorithm tables, so every algorithm is the default
-// provider's code working on the default provider's context; only the decoders are
-// narrowed (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448).
+// The context's one provider is a default provider seen through a filter: its query hands
+// out that provider's own algorithm tables, so every algorithm is the default provider's
+// code working on its own provider context; only the decoders are narrowed (to
+// SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448). That default provider is
+// loaded into a hidden context of its own, not borrowed from OpenSSL's default context, so
+// its internal fetches and its lifetime do not depend on how the application configures or
+// unloads the default context's providers.
 //
 // Why keys and server contexts live there too: OpenSSL compares and uses keys of two
 // contexts by exporting one into the other's key manager and keeping the copy with the key.
@@ -31,7 +34,10 @@ namespace letsencrypt::tls::detail {
 namespace {
 
 struct filter_state {
+  OSSL_LIB_CTX* hidden = nullptr;  // holds `base`
   OSSL_PROVIDER* base = nullptr;
+  // Copies of the default provider's table entries, whose strings and dispatch tables are
+  // static in OpenSSL 3.0, so they outlive the unquery.
   std::vector<OSSL_ALGORITHM> decoder;
 };
 
@@ -98,18 +104,21 @@ std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base) {
 
 OSSL_LIB_CTX* make_libctx() noexcept {
   try {
-    // FIPS users keep everything in the context they configured.
-    if (EVP_default_properties_is_fips_enabled(nullptr) == 1) return nullptr;
-    if (OSSL_PROVIDER_available(nullptr, "default") != 1) return nullptr;
-    OSSL_PROVIDER* base = OSSL_PROVIDER_load(nullptr, "default");  // a reference, kept for good
-    if (!base) return nullptr;
-    auto* s = new filter_state{base, narrowed_decoders(base)};
+    OSSL_LIB_CTX* hidden = OSSL_LIB_CTX_new();
+    if (!hidden) return nullptr;
+    OSSL_PROVIDER* base = OSSL_PROVIDER_load(hidden, "default");
+    if (!base) {
+      OSSL_LIB_CTX_free(hidden);
+      return nullptr;
+    }
+    auto* s = new filter_state{hidden, base, narrowed_decoders(base)};
     if (s->decoder.size() < 2) {
       delete s;
       OSSL_PROVIDER_unload(base);
+      OSSL_LIB_CTX_free(hidden);
       return nullptr;
     }
-    state = s;
+    state = s;  // kept for good: the context below refers to it until the process ends
     OSSL_LIB_CTX* ctx = OSSL_LIB_CTX_new();
     if (!ctx) return nullptr;
     if (OSSL_PROVIDER_add_builtin(ctx, "letsencrypt-default-filtered", &filter_init) != 1 ||
@@ -123,6 +132,32 @@ OSSL_LIB_CTX* make_libctx() noexcept {
   }
 }
 
+// Whether OpenSSL's default context offers nothing the library context lacks: FIPS
+// properties off, and no provider active but default and base. A provider the application
+// loaded (pkcs11, a post-quantum group, legacy) or FIPS mode keeps the library out of its
+// own context, so what was configured keeps working.
+bool default_context_is_plain() noexcept {
+  OSSL_LIB_CTX* const global = OSSL_LIB_CTX_get0_global_default();
+  if (EVP_default_properties_is_fips_enabled(global) == 1) return false;
+  struct seen {
+    bool other = false;
+    bool default_provider = false;
+  } s;
+  const int walked = OSSL_PROVIDER_do_all(
+      global,
+      [](OSSL_PROVIDER* p, void* arg) -> int {
+        auto& out = *static_cast<seen*>(arg);
+        const std::string_view name = OSSL_PROVIDER_get0_name(p);
+        if (name == "default")
+          out.default_provider = true;
+        else if (name != "base")
+          out.other = true;
+        return 1;
+      },
+      &s);
+  return walked == 1 && s.default_provider && !s.other;
+}
+
 }  // namespace
 
 OSSL_LIB_CTX* library_context() noexcept {
@@ -131,7 +166,10 @@ OSSL_LIB_CTX* library_context() noexcept {
     ERR_clear_error();
     return c;
   }();
-  return ctx;
+  if (!ctx) return nullptr;
+  const bool plain = default_context_is_plain();
+  ERR_clear_error();
+  return plain ? ctx : nullptr;
 }
 
 }  // namespace letsencrypt::tls::detail

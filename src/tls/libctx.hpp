@@ -6,11 +6,12 @@
 namespace letsencrypt::tls::detail {
 
 /// The library context certificates are parsed in, keys made in and server SSL_CTXs made
-/// in, made on first use: one provider that offers the default provider's algorithms, with
-/// its decoders narrowed to what a certificate's public key needs (see libctx.cpp for why).
-/// Null, meaning OpenSSL's default context, when FIPS properties are on by default, the
-/// default provider is not available, or the context cannot be made. Lives until the
-/// process ends; thread-safe.
+/// in: one provider that offers the default provider's algorithms, with its decoders
+/// narrowed to what a certificate's public key needs (see libctx.cpp for why). Made on first
+/// use and kept until OPENSSL_cleanup. Null, meaning OpenSSL's default context, while that
+/// context has FIPS properties on by default or any provider active besides default and
+/// base (asked at each call, so a provider loaded later takes effect for what is made after
+/// it), or when the context cannot be made. Thread-safe.
 OSSL_LIB_CTX* library_context() noexcept;
 
 }  // namespace letsencrypt::tls::detail

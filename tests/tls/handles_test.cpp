@@ -9,11 +9,13 @@
 #include "letsencrypt/tls/handles.hpp"
 #include "test_certs.hpp"
 #include "tls/ec_pkcs8.hpp"
+#include "tls/libctx.hpp"
 
 using namespace letsencrypt;
 using namespace letsencrypt::tls;
 using letsencrypt::testing::key_kind;
 using letsencrypt::testing::der_of;
+using letsencrypt::testing::provider_name;
 using letsencrypt::testing::test_certs;
 
 TEST(handles, pem_round_trip_of_chain_and_keys) {
@@ -420,16 +422,8 @@ TEST(handles, ec_pkcs8_direct_reader_takes_well_formed_keys_and_leaves_the_rest_
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
-namespace {
-
-std::string provider_of(EVP_PKEY* k) {
-  const OSSL_PROVIDER* p = k ? EVP_PKEY_get0_provider(k) : nullptr;
-  return p ? OSSL_PROVIDER_get0_name(p) : "";
-}
-
-}  // namespace
-
 TEST(handles, certificates_parse_in_the_library_context_for_every_key_type_and_verify) {
+  ASSERT_NE(detail::library_context(), nullptr) << "FIPS is off and only the default provider is loaded here";
   test_certs ca;
   struct kind {
     const char* name;
@@ -455,7 +449,7 @@ TEST(handles, certificates_parse_in_the_library_context_for_every_key_type_and_v
     EXPECT_EQ(der_of(x->get()), der);
     EVP_PKEY* pub = X509_get0_pubkey(x->get());
     ASSERT_NE(pub, nullptr);
-    EXPECT_EQ(provider_of(pub), k.in_library_context ? "letsencrypt-default-filtered" : "default");
+    EXPECT_EQ(provider_name(pub), k.in_library_context ? "letsencrypt-default-filtered" : "default");
     // The key made in OpenSSL's default context is the same key, and signatures check both
     // ways: the parsed leaf under the CA's key, and (below) a leaf under a parsed CA.
     EXPECT_EQ(EVP_PKEY_eq(pub, k.key.get()), 1);
@@ -468,16 +462,48 @@ TEST(handles, certificates_parse_in_the_library_context_for_every_key_type_and_v
     EXPECT_EQ(EVP_PKEY_eq(X509_get0_pubkey((*chain)[0].get()), k.key.get()), 1);
     EXPECT_EQ(X509_verify(leaf.cert.get(), X509_get0_pubkey((*chain)[1].get())), 1);
   }
-  // Keys the library reads or makes live in the same context as the certificates, so the
-  // two compare without copying one into the other's provider.
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, keys_the_library_reads_or_makes_live_in_the_library_context) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  // Made there, so that certificates parsed there compare with them and a server context
+  // there signs with them without OpenSSL keeping a copy in each context.
   auto ec = generate_ec_p256_key();
-  ASSERT_TRUE(ec);
-  EXPECT_EQ(provider_of(ec->get()), "letsencrypt-default-filtered");
-  auto pem = to_pem(ec->get());
-  ASSERT_TRUE(pem);
-  auto read = load_private_key_pem(*pem);
-  ASSERT_TRUE(read);
-  EXPECT_EQ(provider_of(read->get()), "letsencrypt-default-filtered");
+  auto rsa = generate_rsa_key(2048);
+  ASSERT_TRUE(ec && rsa);
+  EXPECT_EQ(provider_name(ec->get()), "letsencrypt-default-filtered");
+  EXPECT_EQ(provider_name(rsa->get()), "letsencrypt-default-filtered");
+  auto traditional = [](EVP_PKEY* k) {
+    bio_ptr b(BIO_new(BIO_s_mem()));
+    EXPECT_EQ(PEM_write_bio_PrivateKey_traditional(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr), 1);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(b.get(), &data);
+    return std::string(data, static_cast<std::size_t>(n));
+  };
+  // Every form a key file comes in, whichever reader takes it: the direct PKCS#8 EC reader,
+  // OpenSSL's decoders for the rest (RSA, Ed25519, SEC1 "EC PRIVATE KEY", "RSA PRIVATE KEY").
+  std::vector<std::pair<std::string, evp_pkey_ptr>> made;
+  made.emplace_back("P-256", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")));
+  made.emplace_back("RSA", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{2048})));
+  made.emplace_back("ED25519", evp_pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")));
+  for (auto& [name, k] : made) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(k);
+    EXPECT_EQ(provider_name(k.get()), "default");
+    auto pem = to_pem(k.get());
+    ASSERT_TRUE(pem);
+    std::vector<std::pair<const char*, result<evp_pkey_ptr>>> read;
+    read.emplace_back("PKCS#8 PEM", load_private_key_pem(*pem));
+    read.emplace_back("PKCS#8 DER", load_private_key_der(pkcs8_of(k.get())));
+    if (name != "ED25519") read.emplace_back("traditional PEM", load_private_key_pem(traditional(k.get())));
+    for (auto& [form, r] : read) {
+      SCOPED_TRACE(form);
+      ASSERT_TRUE(r);
+      EXPECT_EQ(provider_name(r->get()), "letsencrypt-default-filtered");
+      EXPECT_EQ(EVP_PKEY_eq(r->get(), k.get()), 1);
+    }
+  }
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 

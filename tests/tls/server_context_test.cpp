@@ -2,6 +2,7 @@
 // configured and resume, bad lists are refused. Handshakes run in memory over the engine.
 #include <gtest/gtest.h>
 
+#include <openssl/provider.h>
 #include <openssl/ssl.h>
 
 #include <string>
@@ -16,6 +17,7 @@
 
 using namespace letsencrypt;
 using namespace letsencrypt::tls;
+using letsencrypt::testing::provider_name;
 using letsencrypt::testing::test_certs;
 
 namespace {
@@ -42,6 +44,14 @@ outcome connect(SSL_CTX* cctx, SSL_CTX* sctx, int version, SSL_SESSION* resume =
   o.reused = m.reused;
   o.session = std::move(m.session);
   return o;
+}
+
+// A provider that offers nothing: enough to be one the application loaded.
+int empty_provider_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISPATCH** out, void** provctx) {
+  static const OSSL_DISPATCH none[] = {{0, nullptr}};
+  *out = none;
+  *provctx = nullptr;
+  return 1;
 }
 
 }  // namespace
@@ -153,6 +163,8 @@ TEST(server_context, lives_in_the_library_context_and_serves_what_the_loaders_re
     auto chain = load_certificate_chain_pem(leaf.chain_pem);
     auto key = load_private_key_pem(leaf.key_pem);
     ASSERT_TRUE(chain && key);
+    EXPECT_EQ(provider_name(X509_get0_pubkey((*chain)[0].get())), "letsencrypt-default-filtered");
+    EXPECT_EQ(provider_name(key->get()), "letsencrypt-default-filtered");
     x509_stack_ptr rest(sk_X509_new_null());
     ASSERT_EQ(sk_X509_push(rest.get(), up_ref((*chain)[1].get()).release()), 1);
     ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx.get(), (*chain)[0].get(), key->get(), rest.get(), 1), 1);
@@ -173,4 +185,33 @@ TEST(server_context, lives_in_the_library_context_and_serves_what_the_loaders_re
       EXPECT_EQ(m.peer_key_type, std::string_view(sigalgs).starts_with("ECDSA") ? EVP_PKEY_EC : EVP_PKEY_RSA);
     }
   }
+}
+
+TEST(server_context, stays_in_the_default_context_while_the_application_has_another_provider) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  // An application that loaded a provider of its own (pkcs11, a post-quantum group) keeps
+  // it for what the library makes from then on: server contexts, certificates and keys.
+  ASSERT_EQ(OSSL_PROVIDER_add_builtin(nullptr, "letsencrypt-test-extra", &empty_provider_init), 1);
+  OSSL_PROVIDER* extra = OSSL_PROVIDER_load(nullptr, "letsencrypt-test-extra");
+  ASSERT_NE(extra, nullptr);
+  EXPECT_EQ(detail::library_context(), nullptr);
+  test_certs certs;
+  auto leaf = certs.issue({"ctx.test"});
+  auto chain = load_certificate_chain_pem(leaf.chain_pem);
+  auto key = load_private_key_pem(leaf.key_pem);
+  ASSERT_TRUE(chain && key);
+  EXPECT_EQ(provider_name(X509_get0_pubkey((*chain)[0].get())), "default");
+  EXPECT_EQ(provider_name(key->get()), "default");
+  auto made = make_server_context();
+  ASSERT_TRUE(made);
+  ssl_ctx_ptr sctx = std::move(*made);
+  ASSERT_EQ(SSL_CTX_use_certificate(sctx.get(), (*chain)[0].get()), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey(sctx.get(), key->get()), 1);
+  auto cctx = certs.client_context();
+  auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", TLS1_3_VERSION, nullptr, {});
+  EXPECT_TRUE(m.handshake_done);
+  EXPECT_EQ(m.server_share_provider, "default");
+  // Once it is gone, the library's context is back.
+  ASSERT_EQ(OSSL_PROVIDER_unload(extra), 1);
+  EXPECT_NE(detail::library_context(), nullptr);
 }

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -181,6 +182,11 @@ tls::ssl_ctx_ptr test_certs::client_context() const {
   X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca_.get());
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   return ctx;
+}
+
+std::string provider_name(EVP_PKEY* k) {
+  const OSSL_PROVIDER* p = k ? EVP_PKEY_get0_provider(k) : nullptr;
+  return p ? OSSL_PROVIDER_get0_name(p) : "";
 }
 
 std::string der_of(X509* c) {

@@ -82,4 +82,8 @@ class test_certs {
 /// The DER encoding of `c`; throws std::runtime_error when it cannot be encoded.
 std::string der_of(X509* c);
 
+/// The name of the provider `k` lives in ("default", "letsencrypt-default-filtered"...), or
+/// empty for a null or legacy key.
+std::string provider_name(EVP_PKEY* k);
+
 }  // namespace letsencrypt::testing

@@ -49,13 +49,14 @@ std::vector<x509_ptr> copy_chain(std::span<const x509_ptr> chain);
 result<x509_stack_ptr> to_stack(std::span<const x509_ptr> chain);
 
 /// Parses one DER certificate, the whole of `der`. Fails with tls_errc::bad_pem when the
-/// bytes are not one certificate. OpenSSL 3.0's d2i_X509 spends most of its time (about 60
-/// of 90 us for a P-256 certificate here) setting up a decoder for the public key; here the
-/// key is decoded in the library's own context, whose decoders are only those a
-/// certificate's key can need (EC, RSA, RSA-PSS, Ed25519, Ed448), in about 30 us. A key of
-/// another type is decoded as d2i_X509 does. The certificate serves, verifies and is
-/// verified against like any other. With FIPS properties on by default, or without the
-/// default provider, it is parsed as d2i_X509 parses.
+/// bytes are not one certificate (trailing bytes included), or with the OpenSSL error when
+/// memory runs out. OpenSSL 3.0's d2i_X509 spends most of its time (about 60 of 90 us for a
+/// P-256 certificate here) setting up a decoder for the public key; here the key is decoded
+/// in the library's own context, whose decoders are only those a certificate's key can need
+/// (EC, RSA, RSA-PSS, Ed25519, Ed448), in about 30 us. A key of another type is decoded as
+/// d2i_X509 does. The certificate verifies and is verified against like any other. When
+/// OpenSSL's default context has FIPS properties on, or a provider besides default and base
+/// (one the application loaded), it is parsed as d2i_X509 parses.
 result<x509_ptr> parse_certificate_der(std::string_view der);
 
 /// Parses every CERTIFICATE block of `pem`, leaf first as written, as
@@ -81,7 +82,9 @@ result<std::chrono::system_clock::time_point> to_time_point(const ASN1_TIME* t);
 result<std::pair<std::chrono::system_clock::time_point, std::chrono::system_clock::time_point>>
 certificate_validity(std::string_view der);
 
-/// Parses the first private key of `pem` (PKCS#8, traditional RSA or EC; unencrypted).
+/// Parses the first private key of `pem` (PKCS#8, traditional RSA or EC; unencrypted), into
+/// the library's own context when there is one (see parse_certificate_der), so that its
+/// certificates and server contexts use it without OpenSSL copying it between contexts.
 /// Fails with tls_errc::bad_pem when there is none or it does not parse.
 result<evp_pkey_ptr> load_private_key_pem(std::string_view pem);
 

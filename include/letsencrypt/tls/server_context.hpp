@@ -42,6 +42,11 @@ struct server_context_options {
 /// one connection with one ticket, and each ticket costs the server a key derivation and an
 /// encryption.
 ///
+/// The context is made in the library's own OpenSSL library context, where its certificates
+/// and keys are parsed (see parse_certificate_der), unless OpenSSL's default context has FIPS
+/// properties on or a provider besides default and base: then in the default context, so
+/// that groups and keys of the application's providers work.
+///
 /// Fails with tls_error() when OpenSSL rejects a list outright (no name in it it knows, an
 /// unknown group), and with errc::invalid_argument for a TLS 1.3 suite list that is empty or
 /// names a suite OpenSSL does not have (OpenSSL would drop it silently), for TLS 1.2 ciphers
