@@ -161,14 +161,17 @@ bool default_context_is_plain() noexcept {
 }  // namespace
 
 OSSL_LIB_CTX* library_context() noexcept {
+  // The marks drop what the set-up and the walk may queue, and keep the caller's errors.
   static OSSL_LIB_CTX* const ctx = [] {
+    ERR_set_mark();
     OSSL_LIB_CTX* c = make_libctx();
-    ERR_clear_error();
+    ERR_pop_to_mark();
     return c;
   }();
   if (!ctx) return nullptr;
+  ERR_set_mark();
   const bool plain = default_context_is_plain();
-  ERR_clear_error();
+  ERR_pop_to_mark();
   return plain ? ctx : nullptr;
 }
 

@@ -547,3 +547,13 @@ TEST(handles, certificate_parser_agrees_with_openssl_on_every_truncation_and_byt
   EXPECT_GT(accepted, der.size()) << "changes inside values parse on both sides";
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
+
+TEST(handles, asking_for_the_library_context_keeps_the_callers_queued_errors) {
+  ERR_clear_error();
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+  const unsigned long queued = ERR_peek_last_error();
+  ASSERT_NE(queued, 0u);
+  (void)detail::library_context();
+  EXPECT_EQ(ERR_peek_last_error(), queued);
+  ERR_clear_error();
+}
