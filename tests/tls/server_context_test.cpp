@@ -2,6 +2,7 @@
 // configured and resume, bad lists are refused. Handshakes run in memory over the engine.
 #include <gtest/gtest.h>
 
+#include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/ssl.h>
 
@@ -214,4 +215,43 @@ TEST(server_context, stays_in_the_default_context_while_the_application_has_anot
   // Once it is gone, the library's context is back.
   ASSERT_EQ(OSSL_PROVIDER_unload(extra), 1);
   EXPECT_NE(detail::library_context(), nullptr);
+}
+
+TEST(server_context, takes_chains_and_keys_from_openssls_own_file_readers) {
+  // What a configure_tls hook may do: load a chain and a key with OpenSSL's file functions
+  // into the library's server context, whose decoders are narrowed to public keys. OpenSSL
+  // then reads the keys its older way; they must still sign.
+  test_certs certs;
+  auto cctx = certs.client_context();
+  for (auto kind : {letsencrypt::testing::key_kind::ec_p256, letsencrypt::testing::key_kind::rsa2048}) {
+    auto leaf = certs.issue({"ctx.test"}, kind);
+    // PKCS#8, then the traditional form, then PKCS#8 under a passphrase.
+    bio_ptr trad(BIO_new(BIO_s_mem())), enc(BIO_new(BIO_s_mem()));
+    ASSERT_EQ(PEM_write_bio_PrivateKey_traditional(trad.get(), leaf.key.get(), nullptr, nullptr, 0, nullptr, nullptr), 1);
+    ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(enc.get(), leaf.key.get(), EVP_aes_128_cbc(), nullptr, 0, nullptr,
+                                            const_cast<char*>("passphrase")),
+              1);
+    auto text = [](BIO* b) {
+      char* data = nullptr;
+      const long n = BIO_get_mem_data(b, &data);
+      return std::string(data, static_cast<std::size_t>(n));
+    };
+    auto [crt, key] = certs.write(leaf, "file");
+    const std::filesystem::path keys[] = {key, certs.write_file("file-trad.key", text(trad.get())),
+                                          certs.write_file("file-enc.key", text(enc.get()))};
+    for (const auto& k : keys) {
+      SCOPED_TRACE(k.filename().string());
+      auto made = make_server_context();
+      ASSERT_TRUE(made);
+      ssl_ctx_ptr sctx = std::move(*made);
+      SSL_CTX_set_default_passwd_cb_userdata(sctx.get(), const_cast<char*>("passphrase"));
+      ASSERT_EQ(SSL_CTX_use_certificate_chain_file(sctx.get(), crt.c_str()), 1);
+      ASSERT_EQ(SSL_CTX_use_PrivateKey_file(sctx.get(), k.c_str(), SSL_FILETYPE_PEM), 1);
+      ASSERT_EQ(SSL_CTX_check_private_key(sctx.get()), 1);
+      for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+        auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", version, nullptr, {});
+        EXPECT_TRUE(m.handshake_done) << version;
+      }
+    }
+  }
 }
