@@ -46,18 +46,9 @@ x509_ptr with_public_key(x509_ptr x, std::string_view der) {
   if (!x || X509_get0_pubkey(x.get()) != nullptr) return x;
   ERR_clear_error();
   ASN1_OBJECT* algorithm = nullptr;
-  if (X509_PUBKEY_get0_param(&algorithm, nullptr, nullptr, nullptr, X509_get_X509_PUBKEY(x.get())) == 1) {
-    switch (OBJ_obj2nid(algorithm)) {
-      case NID_X9_62_id_ecPublicKey:
-      case NID_rsaEncryption:
-      case NID_rsassaPss:
-      case NID_ED25519:
-      case NID_ED448:
-        return x;
-      default:
-        break;
-    }
-  }
+  if (X509_PUBKEY_get0_param(&algorithm, nullptr, nullptr, nullptr, X509_get_X509_PUBKEY(x.get())) == 1 &&
+      detail::decodes_public_key(OBJ_obj2nid(algorithm)))
+    return x;
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   x509_ptr again(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   ERR_clear_error();

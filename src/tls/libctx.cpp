@@ -3,6 +3,7 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/obj_mac.h>
 #include <openssl/provider.h>
 
 #include <cstring>
@@ -43,13 +44,21 @@ struct filter_state {
 
 filter_state* state = nullptr;  // set once, before the provider is loaded; never freed
 
-// The key types of TLS server certificates; the first name of an algorithm is its type.
+// The key types of TLS server certificates: the only ones whose decoders the context keeps.
+struct key_type {
+  std::string_view name;  // the first name of the provider's algorithm
+  int nid;                // the SubjectPublicKeyInfo algorithm
+};
+constexpr key_type certificate_key_types[] = {
+    {"EC", NID_X9_62_id_ecPublicKey}, {"RSA", NID_rsaEncryption}, {"RSA-PSS", NID_rsassaPss},
+    {"ED25519", NID_ED25519},         {"ED448", NID_ED448},
+};
+
 bool certificate_key_type(const char* names) {
-  static constexpr std::string_view kinds[] = {"EC", "RSA", "RSA-PSS", "ED25519", "ED448"};
   const std::string_view all(names);
   const std::string_view first = all.substr(0, all.find(':'));
-  for (auto k : kinds)
-    if (first == k) return true;
+  for (const auto& k : certificate_key_types)
+    if (first == k.name) return true;
   return false;
 }
 
@@ -159,6 +168,12 @@ bool default_context_is_plain() noexcept {
 }
 
 }  // namespace
+
+bool decodes_public_key(int nid) noexcept {
+  for (const auto& k : certificate_key_types)
+    if (nid == k.nid) return true;
+  return false;
+}
 
 OSSL_LIB_CTX* library_context() noexcept {
   // The marks drop what the set-up and the walk may queue, and keep the caller's errors.

@@ -14,4 +14,9 @@ namespace letsencrypt::tls::detail {
 /// it), or when the context cannot be made. Thread-safe.
 OSSL_LIB_CTX* library_context() noexcept;
 
+/// Whether the library context decodes public keys of SubjectPublicKeyInfo algorithm `nid`
+/// (EC, RSA, RSA-PSS, Ed25519, Ed448); a certificate with another key type is parsed again
+/// in OpenSSL's default context.
+bool decodes_public_key(int nid) noexcept;
+
 }  // namespace letsencrypt::tls::detail
