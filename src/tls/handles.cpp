@@ -39,16 +39,28 @@ result<std::string> drain(BIO* b) {
 }
 
 // `x`, or when its public key is of a type whose decoder the library context leaves out,
-// the same certificate parsed in OpenSSL's default context. A malformed key of the types it
-// decodes would fail there too: such a certificate is returned without a key, as d2i_X509
-// returns it.
-x509_ptr with_public_key(x509_ptr x, std::string_view der) {
+// the same certificate parsed in OpenSSL's default context, from `der` or, when that is
+// empty, from x's own encoding. A malformed key of the types it decodes would fail there
+// too: such a certificate is returned without a key, as d2i_X509 returns it.
+x509_ptr with_public_key(x509_ptr x, std::string_view der = {}) {
   if (!x || X509_get0_pubkey(x.get()) != nullptr) return x;
   ERR_clear_error();
   ASN1_OBJECT* algorithm = nullptr;
   if (X509_PUBKEY_get0_param(&algorithm, nullptr, nullptr, nullptr, X509_get_X509_PUBKEY(x.get())) == 1 &&
       detail::decodes_public_key(OBJ_obj2nid(algorithm)))
     return x;
+  std::string encoded;
+  if (der.empty()) {
+    unsigned char* buf = nullptr;
+    const int n = i2d_X509(x.get(), &buf);
+    if (n <= 0) {
+      ERR_clear_error();
+      return x;
+    }
+    encoded.assign(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(n));
+    OPENSSL_free(buf);
+    der = encoded;
+  }
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   x509_ptr again(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   ERR_clear_error();
@@ -150,13 +162,7 @@ result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem) {
       X509_free(raw);
       break;
     }
-    if (X509_get0_pubkey(c.get()) == nullptr) {
-      unsigned char* der = nullptr;
-      const int n = i2d_X509(c.get(), &der);
-      if (n > 0) c = with_public_key(std::move(c), std::string_view(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n)));
-      OPENSSL_free(der);
-    }
-    out.push_back(std::move(c));
+    out.push_back(with_public_key(std::move(c)));
   }
   // The loop ends at the first failure: the end of the text, or a block that does not parse.
   if (!pem_ended_cleanly() || out.empty()) return tls_errc::bad_pem;
