@@ -49,11 +49,7 @@ TEST(handles, pem_round_trip_of_chain_and_keys) {
 TEST(handles, traditional_key_formats_load) {
   auto k = generate_rsa_key(2048);
   ASSERT_TRUE(k);
-  bio_ptr b(BIO_new(BIO_s_mem()));
-  ASSERT_EQ(PEM_write_bio_PrivateKey_traditional(b.get(), k->get(), nullptr, nullptr, 0, nullptr, nullptr), 1);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(b.get(), &data);
-  std::string pem(data, std::size_t(n));
+  const std::string pem = letsencrypt::testing::traditional_key_pem(k->get());
   EXPECT_NE(pem.find("BEGIN RSA PRIVATE KEY"), std::string::npos);
   auto loaded = load_private_key_pem(pem);
   ASSERT_TRUE(loaded);
@@ -474,13 +470,6 @@ TEST(handles, keys_the_library_reads_or_makes_live_in_the_library_context) {
   ASSERT_TRUE(ec && rsa);
   EXPECT_EQ(provider_name(ec->get()), "letsencrypt-default-filtered");
   EXPECT_EQ(provider_name(rsa->get()), "letsencrypt-default-filtered");
-  auto traditional = [](EVP_PKEY* k) {
-    bio_ptr b(BIO_new(BIO_s_mem()));
-    EXPECT_EQ(PEM_write_bio_PrivateKey_traditional(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr), 1);
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(b.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
-  };
   // Every form a key file comes in, whichever reader takes it: the direct PKCS#8 EC reader,
   // OpenSSL's decoders for the rest (RSA, Ed25519, SEC1 "EC PRIVATE KEY", "RSA PRIVATE KEY").
   std::vector<std::pair<std::string, evp_pkey_ptr>> made;
@@ -496,7 +485,7 @@ TEST(handles, keys_the_library_reads_or_makes_live_in_the_library_context) {
     std::vector<std::pair<const char*, result<evp_pkey_ptr>>> read;
     read.emplace_back("PKCS#8 PEM", load_private_key_pem(*pem));
     read.emplace_back("PKCS#8 DER", load_private_key_der(pkcs8_of(k.get())));
-    if (name != "ED25519") read.emplace_back("traditional PEM", load_private_key_pem(traditional(k.get())));
+    if (name != "ED25519") read.emplace_back("traditional PEM", load_private_key_pem(letsencrypt::testing::traditional_key_pem(k.get())));
     for (auto& [form, r] : read) {
       SCOPED_TRACE(form);
       ASSERT_TRUE(r);

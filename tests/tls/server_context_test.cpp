@@ -2,7 +2,6 @@
 // configured and resume, bad lists are refused. Handshakes run in memory over the engine.
 #include <gtest/gtest.h>
 
-#include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/ssl.h>
 
@@ -226,19 +225,10 @@ TEST(server_context, takes_chains_and_keys_from_openssls_own_file_readers) {
   for (auto kind : {letsencrypt::testing::key_kind::ec_p256, letsencrypt::testing::key_kind::rsa2048}) {
     auto leaf = certs.issue({"ctx.test"}, kind);
     // PKCS#8, then the traditional form, then PKCS#8 under a passphrase.
-    bio_ptr trad(BIO_new(BIO_s_mem())), enc(BIO_new(BIO_s_mem()));
-    ASSERT_EQ(PEM_write_bio_PrivateKey_traditional(trad.get(), leaf.key.get(), nullptr, nullptr, 0, nullptr, nullptr), 1);
-    ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(enc.get(), leaf.key.get(), EVP_aes_128_cbc(), nullptr, 0, nullptr,
-                                            const_cast<char*>("passphrase")),
-              1);
-    auto text = [](BIO* b) {
-      char* data = nullptr;
-      const long n = BIO_get_mem_data(b, &data);
-      return std::string(data, static_cast<std::size_t>(n));
-    };
     auto [crt, key] = certs.write(leaf, "file");
-    const std::filesystem::path keys[] = {key, certs.write_file("file-trad.key", text(trad.get())),
-                                          certs.write_file("file-enc.key", text(enc.get()))};
+    const std::filesystem::path keys[] = {
+        key, certs.write_file("file-trad.key", letsencrypt::testing::traditional_key_pem(leaf.key.get())),
+        certs.write_file("file-enc.key", letsencrypt::testing::encrypted_key_pem(leaf.key.get(), "passphrase"))};
     for (const auto& k : keys) {
       SCOPED_TRACE(k.filename().string());
       auto made = make_server_context();

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -196,6 +197,30 @@ std::string der_of(X509* c) {
   std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
   OPENSSL_free(der);
   return out;
+}
+
+namespace {
+
+// What `write` puts into a memory BIO, as text; throws when it fails.
+template <class Write>
+std::string key_pem(Write write) {
+  tls::bio_ptr b(BIO_new(BIO_s_mem()));
+  if (!b || write(b.get()) != 1) throw std::runtime_error("writing a key as PEM failed");
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(b.get(), &data);
+  return std::string(data, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+std::string traditional_key_pem(EVP_PKEY* k) {
+  return key_pem([k](BIO* b) { return PEM_write_bio_PrivateKey_traditional(b, k, nullptr, nullptr, 0, nullptr, nullptr); });
+}
+
+std::string encrypted_key_pem(EVP_PKEY* k, const std::string& passphrase) {
+  return key_pem([&](BIO* b) {
+    return PEM_write_bio_PKCS8PrivateKey(b, k, EVP_aes_128_cbc(), nullptr, 0, nullptr, const_cast<char*>(passphrase.c_str()));
+  });
 }
 
 }  // namespace letsencrypt::testing

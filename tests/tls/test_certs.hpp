@@ -86,4 +86,10 @@ std::string der_of(X509* c);
 /// empty for a null or legacy key.
 std::string provider_name(EVP_PKEY* k);
 
+/// `k` as traditional PEM ("BEGIN RSA PRIVATE KEY", "BEGIN EC PRIVATE KEY"); throws
+/// std::runtime_error when OpenSSL cannot write it.
+std::string traditional_key_pem(EVP_PKEY* k);
+/// `k` as PKCS#8 PEM encrypted with AES-128-CBC under `passphrase`; throws likewise.
+std::string encrypted_key_pem(EVP_PKEY* k, const std::string& passphrase);
+
 }  // namespace letsencrypt::testing
