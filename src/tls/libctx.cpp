@@ -1,5 +1,7 @@
 #include "tls/libctx.hpp"
 
+#include "tls/tls13_kdf.hpp"
+
 #include <openssl/core_dispatch.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -19,8 +21,10 @@
 //
 // The context's one provider is a default provider seen through a filter: its query hands
 // out that provider's own algorithm tables, so every algorithm is the default provider's
-// code working on its own provider context; only the decoders are narrowed (to
-// SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448). That default provider is
+// code working on its own provider context, with two exceptions. The decoders are narrowed
+// (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448). And the TLS 1.3 key
+// schedule's KDF is the library's own (tls13_kdf.cpp), because OpenSSL's fetches a digest
+// and allocates HMAC contexts at every step of every handshake. That default provider is
 // loaded into a hidden context of its own, not borrowed from OpenSSL's default context, so
 // its internal fetches and its lifetime do not depend on how the application configures or
 // unloads the default context's providers.
@@ -40,6 +44,7 @@ struct filter_state {
   // Copies of the default provider's table entries, whose strings and dispatch tables are
   // static in OpenSSL 3.0, so they outlive the unquery.
   std::vector<OSSL_ALGORITHM> decoder;
+  std::vector<OSSL_ALGORITHM> kdf;
 };
 
 filter_state* state = nullptr;  // set once, before the provider is loaded; never freed
@@ -65,11 +70,12 @@ bool certificate_key_type(const char* names) {
 const OSSL_ALGORITHM* filter_query(void*, int operation, int* no_cache) {
   *no_cache = 0;
   if (operation == OSSL_OP_DECODER) return state->decoder.data();
+  if (operation == OSSL_OP_KDF) return state->kdf.data();
   return OSSL_PROVIDER_query_operation(state->base, operation, no_cache);
 }
 
 void filter_unquery(void*, int operation, const OSSL_ALGORITHM* algs) {
-  if (operation != OSSL_OP_DECODER)
+  if (operation != OSSL_OP_DECODER && operation != OSSL_OP_KDF)
     OSSL_PROVIDER_unquery_operation(state->base, operation, algs);
 }
 
@@ -111,6 +117,22 @@ std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base) {
   return out;
 }
 
+// The default provider's KDFs, with TLS13-KDF's functions replaced by the library's.
+std::vector<OSSL_ALGORITHM> kdfs_with_ours(OSSL_PROVIDER* base) {
+  std::vector<OSSL_ALGORITHM> out;
+  int no_cache = 0;
+  const OSSL_ALGORITHM* const all = OSSL_PROVIDER_query_operation(base, OSSL_OP_KDF, &no_cache);
+  for (const OSSL_ALGORITHM* a = all; a && a->algorithm_names; ++a) {
+    out.push_back(*a);
+    const std::string_view names(a->algorithm_names);
+    if (names.substr(0, names.find(':')) != "TLS13-KDF") continue;
+    if (const OSSL_DISPATCH* ours = tls13_kdf_functions(a->implementation)) out.back().implementation = ours;
+  }
+  OSSL_PROVIDER_unquery_operation(base, OSSL_OP_KDF, all);
+  out.push_back(OSSL_ALGORITHM{nullptr, nullptr, nullptr, nullptr});
+  return out;
+}
+
 OSSL_LIB_CTX* make_libctx() noexcept {
   try {
     OSSL_LIB_CTX* hidden = OSSL_LIB_CTX_new();
@@ -120,7 +142,7 @@ OSSL_LIB_CTX* make_libctx() noexcept {
       OSSL_LIB_CTX_free(hidden);
       return nullptr;
     }
-    auto* s = new filter_state{hidden, base, narrowed_decoders(base)};
+    auto* s = new filter_state{hidden, base, narrowed_decoders(base), kdfs_with_ours(base)};
     if (s->decoder.size() < 2) {
       delete s;
       OSSL_PROVIDER_unload(base);
