@@ -16,8 +16,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)tls::pem_blocks_der(bytes, "CERTIFICATE");
   (void)tls::load_private_key_der(bytes);
   (void)tls::parse_certificate_der(bytes);
-  // The first half as a certificate, the second as a PKCS#8 key.
-  const std::size_t half = size / 2;
-  if (auto d = tls::deferred_key::make(bytes.substr(0, half), bytes.substr(half))) (void)(*d)->get();
+  // A certificate then a PKCS#8 key, split where the last two bytes (little-endian) say, so
+  // that a seed made of a real pair (leaf || key || le16(leaf size)) reaches the key check.
+  if (size >= 2) {
+    const std::size_t pair = size - 2;
+    const std::size_t split = (data[pair] | std::size_t{data[pair + 1]} << 8) % (pair + 1);
+    if (auto d = tls::deferred_key::make(bytes.substr(0, split), bytes.substr(split, pair - split)))
+      (void)(*d)->get();
+  }
   return 0;
 }

@@ -1,7 +1,8 @@
 // libFuzzer target for acme::order_machine (build with -Dfuzzers=true and clang): the input
 // is a sequence of CA replies separated by NUL bytes, each parsed by the parser the step
 // uses and fed to the machine. Traps when the machine runs on without end, cleans up a
-// challenge it did not present, or ends with a presented challenge not cleaned up.
+// challenge present() was not called for (a failed present() counts as called), or ends
+// with such a challenge not cleaned up.
 #include <cstddef>
 #include <cstdint>
 #include <set>
@@ -49,7 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case k::fetch_authorization: m.on_authorization(replies::as_reply(acme::parse_authorization(in.next()))); break;
       case k::present: {
         const bool ok = !in.next().empty();
-        if (ok) live.insert(s.challenge->url);
+        // A present() that failed may have done part of its work: it is cleaned up too.
+        live.insert(s.challenge->url);
         m.on_presented(ok ? acme::acme_result<void>{} : acme::acme_result<void>(letsencrypt::unexpected(acme::error(letsencrypt::errc::not_allowed))));
         break;
       }
