@@ -59,11 +59,15 @@ constexpr key_type certificate_key_types[] = {
     {"ED25519", NID_ED25519},         {"ED448", NID_ED448},
 };
 
-bool certificate_key_type(const char* names) {
+// The name an algorithm is known by first: "EC" of "EC:id-ecPublicKey:1.2.840.10045.2.1".
+std::string_view first_name(const char* names) {
   const std::string_view all(names);
-  const std::string_view first = all.substr(0, all.find(':'));
+  return all.substr(0, all.find(':'));
+}
+
+bool certificate_key_type(const char* names) {
   for (const auto& k : certificate_key_types)
-    if (first == k.name) return true;
+    if (first_name(names) == k.name) return true;
   return false;
 }
 
@@ -102,35 +106,37 @@ int filter_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISPAT
   return *provctx != nullptr ? 1 : 0;
 }
 
-std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base) {
+// A copy of `base`'s table for `operation`, terminated, with the entries `keep` returns
+// true for (it may change the entry it is given).
+template <typename Keep>
+std::vector<OSSL_ALGORITHM> copy_table(OSSL_PROVIDER* base, int operation, Keep keep) {
   std::vector<OSSL_ALGORITHM> out;
   int no_cache = 0;
-  const OSSL_ALGORITHM* const all = OSSL_PROVIDER_query_operation(base, OSSL_OP_DECODER, &no_cache);
+  const OSSL_ALGORITHM* const all = OSSL_PROVIDER_query_operation(base, operation, &no_cache);
   for (const OSSL_ALGORITHM* a = all; a && a->algorithm_names; ++a) {
-    if (!certificate_key_type(a->algorithm_names)) continue;
-    const char* props = a->property_definition;
-    if (!props || !std::strstr(props, "input=der") || !std::strstr(props, "structure=SubjectPublicKeyInfo")) continue;
-    out.push_back(*a);
+    OSSL_ALGORITHM entry = *a;
+    if (keep(entry)) out.push_back(entry);
   }
-  OSSL_PROVIDER_unquery_operation(base, OSSL_OP_DECODER, all);
+  OSSL_PROVIDER_unquery_operation(base, operation, all);
   out.push_back(OSSL_ALGORITHM{nullptr, nullptr, nullptr, nullptr});
   return out;
 }
 
+std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base) {
+  return copy_table(base, OSSL_OP_DECODER, [](const OSSL_ALGORITHM& a) {
+    const char* props = a.property_definition;
+    return certificate_key_type(a.algorithm_names) && props && std::strstr(props, "input=der") &&
+           std::strstr(props, "structure=SubjectPublicKeyInfo");
+  });
+}
+
 // The default provider's KDFs, with TLS13-KDF's functions replaced by the library's.
 std::vector<OSSL_ALGORITHM> kdfs_with_ours(OSSL_PROVIDER* base) {
-  std::vector<OSSL_ALGORITHM> out;
-  int no_cache = 0;
-  const OSSL_ALGORITHM* const all = OSSL_PROVIDER_query_operation(base, OSSL_OP_KDF, &no_cache);
-  for (const OSSL_ALGORITHM* a = all; a && a->algorithm_names; ++a) {
-    out.push_back(*a);
-    const std::string_view names(a->algorithm_names);
-    if (names.substr(0, names.find(':')) != "TLS13-KDF") continue;
-    if (const OSSL_DISPATCH* ours = tls13_kdf_functions(a->implementation)) out.back().implementation = ours;
-  }
-  OSSL_PROVIDER_unquery_operation(base, OSSL_OP_KDF, all);
-  out.push_back(OSSL_ALGORITHM{nullptr, nullptr, nullptr, nullptr});
-  return out;
+  return copy_table(base, OSSL_OP_KDF, [](OSSL_ALGORITHM& a) {
+    if (first_name(a.algorithm_names) == "TLS13-KDF")
+      if (const OSSL_DISPATCH* ours = tls13_kdf_functions(a.implementation)) a.implementation = ours;
+    return true;
+  });
 }
 
 OSSL_LIB_CTX* make_libctx() noexcept {

@@ -19,6 +19,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 
 // Why: libssl runs every step of the TLS 1.3 key schedule (about 25 in a full handshake)
 // through a freshly made "TLS13-KDF" context. OpenSSL 3.0's implementation fetches the

@@ -43,21 +43,12 @@ bytes counting(unsigned char from, std::size_t n) {
   return out;
 }
 
-struct kdf_deleter {
-  void operator()(EVP_KDF* k) const noexcept { EVP_KDF_free(k); }
-};
-using kdf_ptr = std::unique_ptr<EVP_KDF, kdf_deleter>;
-struct kdf_ctx_deleter {
-  void operator()(EVP_KDF_CTX* c) const noexcept { EVP_KDF_CTX_free(c); }
-};
-using kdf_ctx_ptr = std::unique_ptr<EVP_KDF_CTX, kdf_ctx_deleter>;
-struct libctx_deleter {
-  void operator()(OSSL_LIB_CTX* c) const noexcept { OSSL_LIB_CTX_free(c); }
-};
+using kdf_ptr = std::unique_ptr<EVP_KDF, detail::free_fn<EVP_KDF, EVP_KDF_free>>;
+using kdf_ctx_ptr = std::unique_ptr<EVP_KDF_CTX, detail::free_fn<EVP_KDF_CTX, EVP_KDF_CTX_free>>;
 
 // A context with OpenSSL's own default provider: the reference.
 struct reference_context {
-  std::unique_ptr<OSSL_LIB_CTX, libctx_deleter> ctx{OSSL_LIB_CTX_new()};
+  std::unique_ptr<OSSL_LIB_CTX, detail::free_fn<OSSL_LIB_CTX, OSSL_LIB_CTX_free>> ctx{OSSL_LIB_CTX_new()};
   OSSL_PROVIDER* provider = OSSL_PROVIDER_load(ctx.get(), "default");
   ~reference_context() { OSSL_PROVIDER_unload(provider); }
 };
