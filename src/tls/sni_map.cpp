@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <memory>
 #include <new>
+#include <optional>
 #include <thread>
 
 #include <linux/membarrier.h>
@@ -81,14 +83,26 @@ constexpr int stripe_shared = -2;
 [[gnu::tls_model("initial-exec")]] thread_local int my_stripe = stripe_unclaimed;
 std::atomic<std::uint64_t> claimed_stripes{0};  // bit i: stripe i has an owner
 
-// Gives the owned stripe back when its thread ends (every guard on it has left).
-struct stripe_release {
-  ~stripe_release() {
-    if (my_stripe >= 0) claimed_stripes.fetch_and(~(std::uint64_t{1} << my_stripe), std::memory_order_release);
-    my_stripe = stripe_shared;
-  }
-};
-thread_local stripe_release release_at_exit;
+// Gives the owned stripe (value - 1) back when its thread ends, every guard on it having
+// left. A pthread key rather than a thread_local's destructor: a thread whose first lookup
+// runs in another key's destructor, as the thread ends, registers a thread_local destructor
+// too late to be run, and its stripe would stay claimed for good; a key set then still has
+// its destructor run, in the next round.
+void release_stripe(void* value) noexcept {
+  const auto i = reinterpret_cast<std::uintptr_t>(value) - 1;
+  claimed_stripes.fetch_and(~(std::uint64_t{1} << i), std::memory_order_release);
+  my_stripe = stripe_shared;
+}
+
+// The key whose destructor releases a thread's stripe; nullopt when none can be made.
+std::optional<pthread_key_t> stripe_key() noexcept {
+  static const std::optional<pthread_key_t> key = []() -> std::optional<pthread_key_t> {
+    pthread_key_t k;
+    if (pthread_key_create(&k, release_stripe) != 0) return std::nullopt;
+    return k;
+  }();
+  return key;
+}
 
 long membarrier_call(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0, 0); }
 
@@ -121,14 +135,18 @@ bool barrier_all_threads() noexcept {
 }
 
 [[gnu::noinline]] int claim_stripe() noexcept {
-  if (asymmetric_fences()) {
+  const std::optional<pthread_key_t> key = stripe_key();
+  if (key && asymmetric_fences()) {
     std::uint64_t bits = claimed_stripes.load(std::memory_order_relaxed);
     while (bits != ~std::uint64_t{0}) {
       const int i = std::countr_one(bits);
-      if (claimed_stripes.compare_exchange_weak(bits, bits | (std::uint64_t{1} << i), std::memory_order_acquire,
+      const std::uint64_t bit = std::uint64_t{1} << i;
+      if (claimed_stripes.compare_exchange_weak(bits, bits | bit, std::memory_order_acquire,
                                                 std::memory_order_relaxed)) {
-        (void)&release_at_exit;  // registers its destructor for this thread
-        return my_stripe = i;
+        if (pthread_setspecific(*key, reinterpret_cast<void*>(static_cast<std::uintptr_t>(i) + 1)) == 0)
+          return my_stripe = i;
+        claimed_stripes.fetch_and(~bit, std::memory_order_relaxed);  // no way to give it back later
+        break;
       }
     }
   }
@@ -849,6 +867,8 @@ result<bool> sni_map::remove(std::string_view name) {
   collect_locked();
   return true;
 }
+
+int sni_map_test_access::owned_stripes_claimed() noexcept { return std::popcount(claimed_stripes.load()); }
 
 void sni_map_test_access::put_under_hash_of(sni_map& m, std::string_view hash_name, std::shared_ptr<const sni_entry> e) {
   const std::uint64_t h = m.hash(hash_name);

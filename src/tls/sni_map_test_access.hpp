@@ -13,6 +13,8 @@ struct sni_map_test_access {
   /// `hash_name`: a full 64-bit hash collision, which the keyed hash makes impossible to
   /// find from outside, so that the name comparison behind a hash match can be tested.
   static void put_under_hash_of(sni_map& m, std::string_view hash_name, std::shared_ptr<const sni_entry> e);
+  /// How many of the owned reader stripes (shared by every map) threads hold now.
+  static int owned_stripes_claimed() noexcept;
 };
 
 }  // namespace letsencrypt::tls

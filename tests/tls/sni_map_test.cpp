@@ -2,6 +2,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <string>
 #include <thread>
@@ -340,6 +342,31 @@ TEST_F(sni_map_test, every_reader_holds_back_reclamation_owned_stripe_or_shared)
   EXPECT_EQ(m.reclaimed_tables(), before + 1);
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(m.lookup("a.example")->keys[0], ec_b());
+}
+
+TEST_F(sni_map_test, a_thread_whose_first_lookup_runs_as_it_ends_gives_its_stripe_back) {
+  // A pthread key's destructor runs as its thread ends, after the thread's C++ thread_local
+  // destructors: a lookup there is the thread's first and claims a reader stripe, which
+  // must still be released, or 64 such threads would leave none to own.
+  tls::sni_map m(1);
+  ASSERT_TRUE(m.insert("a.example", ec_a()));
+  static tls::sni_map* map_in_destructor;
+  static std::atomic<int> found_in_destructor;
+  map_in_destructor = &m;
+  found_in_destructor = 0;
+  pthread_key_t key;
+  ASSERT_EQ(pthread_key_create(&key, [](void*) { found_in_destructor += map_in_destructor->lookup("a.example") != nullptr; }), 0);
+  const int before = tls::sni_map_test_access::owned_stripes_claimed();
+  constexpr int threads = 70;  // more than there are stripes to own
+  for (int i = 0; i < threads; ++i) {
+    std::thread([&] { ASSERT_EQ(pthread_setspecific(key, &key), 0); }).join();
+    ASSERT_EQ(tls::sni_map_test_access::owned_stripes_claimed(), before) << "after thread " << i;
+  }
+  EXPECT_EQ(found_in_destructor.load(), threads);
+  // A thread that reads while it runs gives its stripe back too.
+  std::thread([&] { EXPECT_TRUE(m.lookup("a.example")); }).join();
+  EXPECT_EQ(tls::sni_map_test_access::owned_stripes_claimed(), before);
+  pthread_key_delete(key);
 }
 
 TEST_F(sni_map_test, concurrent_readers_while_writer_churns) {
