@@ -9,6 +9,7 @@
 #include <openssl/provider.h>
 
 #include <cstring>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -139,34 +140,38 @@ std::vector<OSSL_ALGORITHM> kdfs_with_ours(OSSL_PROVIDER* base) {
   });
 }
 
+// The filter's state over a default provider in a hidden context; null when OpenSSL or
+// memory fails.
+filter_state* make_state() noexcept {
+  OSSL_LIB_CTX* hidden = OSSL_LIB_CTX_new();
+  if (!hidden) return nullptr;
+  OSSL_PROVIDER* base = OSSL_PROVIDER_load(hidden, "default");
+  filter_state* s = nullptr;
+  if (base) {
+    try {
+      s = new filter_state{hidden, base, narrowed_decoders(base), kdfs_with_ours(base)};
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  if (s && s->decoder.size() >= 2) return s;
+  delete s;
+  if (base) OSSL_PROVIDER_unload(base);
+  OSSL_LIB_CTX_free(hidden);
+  return nullptr;
+}
+
 OSSL_LIB_CTX* make_libctx() noexcept {
-  try {
-    OSSL_LIB_CTX* hidden = OSSL_LIB_CTX_new();
-    if (!hidden) return nullptr;
-    OSSL_PROVIDER* base = OSSL_PROVIDER_load(hidden, "default");
-    if (!base) {
-      OSSL_LIB_CTX_free(hidden);
-      return nullptr;
-    }
-    auto* s = new filter_state{hidden, base, narrowed_decoders(base), kdfs_with_ours(base)};
-    if (s->decoder.size() < 2) {
-      delete s;
-      OSSL_PROVIDER_unload(base);
-      OSSL_LIB_CTX_free(hidden);
-      return nullptr;
-    }
-    state = s;  // kept for good: the context below refers to it until the process ends
-    OSSL_LIB_CTX* ctx = OSSL_LIB_CTX_new();
-    if (!ctx) return nullptr;
-    if (OSSL_PROVIDER_add_builtin(ctx, "letsencrypt-default-filtered", &filter_init) != 1 ||
-        !OSSL_PROVIDER_load(ctx, "letsencrypt-default-filtered")) {
-      OSSL_LIB_CTX_free(ctx);
-      return nullptr;
-    }
-    return ctx;
-  } catch (...) {  // std::bad_alloc: stay in the default context
+  filter_state* s = make_state();
+  if (!s) return nullptr;
+  state = s;  // kept for good: the context below refers to it until the process ends
+  OSSL_LIB_CTX* ctx = OSSL_LIB_CTX_new();
+  if (!ctx) return nullptr;
+  if (OSSL_PROVIDER_add_builtin(ctx, "letsencrypt-default-filtered", &filter_init) != 1 ||
+      !OSSL_PROVIDER_load(ctx, "letsencrypt-default-filtered")) {
+    OSSL_LIB_CTX_free(ctx);
     return nullptr;
   }
+  return ctx;
 }
 
 // Whether OpenSSL's default context offers nothing the library context lacks: FIPS

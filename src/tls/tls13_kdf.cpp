@@ -17,7 +17,6 @@
 #include <cstring>
 #include <memory>
 #include <new>
-#include <string>
 #include <string_view>
 #include <utility>
 
@@ -38,6 +37,7 @@ union hash_ctx {
 };
 
 struct hash_impl {
+  const char* name;  // OpenSSL's
   std::size_t size;
   std::size_t block;
   void (*init)(hash_ctx&) noexcept;
@@ -46,6 +46,7 @@ struct hash_impl {
 };
 
 constexpr hash_impl sha256_impl{
+    "SHA2-256",
     32,
     64,
     [](hash_ctx& c) noexcept { SHA256_Init(&c.sha256); },
@@ -54,6 +55,7 @@ constexpr hash_impl sha256_impl{
 };
 
 constexpr hash_impl sha384_impl{
+    "SHA2-384",
     48,
     128,
     [](hash_ctx& c) noexcept { SHA384_Init(&c.sha512); },
@@ -201,29 +203,6 @@ class param_bytes {
   unsigned char small_[64];
 };
 
-struct kdf_ctx {
-  void* provctx;
-  int mode = EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND;
-  const hash_impl* hash = nullptr;
-  std::string fallback_digest;  // a digest this file does not compute: the fallback does
-  std::string properties;       // given with it
-  param_bytes key, salt, prefix, label, data;
-
-  explicit kdf_ctx(void* p) noexcept : provctx(p) {}
-
-  void reset() noexcept {
-    mode = EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND;
-    hash = nullptr;
-    fallback_digest.clear();
-    properties.clear();
-    key.clear();
-    salt.clear();
-    prefix.clear();
-    label.clear();
-    data.clear();
-  }
-};
-
 struct fallback_functions {
   OSSL_FUNC_kdf_newctx_fn* newctx = nullptr;
   OSSL_FUNC_kdf_freectx_fn* freectx = nullptr;
@@ -232,6 +211,35 @@ struct fallback_functions {
   OSSL_FUNC_kdf_derive_fn* derive = nullptr;
 };
 fallback_functions fallback;  // set once, before the provider is loaded
+
+struct kdf_ctx {
+  void* provctx;
+  // OpenSSL's own context, once the parameters asked for what only it does (see
+  // needs_openssl); every call goes to it from then on, until a reset.
+  void* delegate = nullptr;
+  int mode = EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND;
+  const hash_impl* hash = nullptr;
+  param_bytes key, salt, prefix, label, data;
+
+  explicit kdf_ctx(void* p) noexcept : provctx(p) {}
+  ~kdf_ctx() {
+    if (delegate) fallback.freectx(delegate);
+  }
+  kdf_ctx(const kdf_ctx&) = delete;
+  kdf_ctx& operator=(const kdf_ctx&) = delete;
+
+  void reset() noexcept {
+    if (delegate) fallback.freectx(delegate);
+    delegate = nullptr;
+    mode = EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND;
+    hash = nullptr;
+    key.clear();
+    salt.clear();
+    prefix.clear();
+    label.clear();
+    data.clear();
+  }
+};
 
 bool ascii_iequal(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -251,18 +259,30 @@ const hash_impl* hash_named(std::string_view name) noexcept {
   return nullptr;
 }
 
-// Runs `use` on a context of the fallback given everything `c` holds.
-template <typename Use>
-int with_fallback(const kdf_ctx& c, Use&& use) noexcept {
+// Whether `params` ask for what only OpenSSL's implementation does: another digest (or a
+// malformed digest parameter, which its own checks judge), a property query (which can
+// make its digest fetch fail), or an engine. libssl asks for none of these.
+bool needs_openssl(const OSSL_PARAM params[]) noexcept {
+  if (OSSL_PARAM_locate_const(params, OSSL_ALG_PARAM_ENGINE)) return true;
+  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PROPERTIES))
+    if (p->data_type != OSSL_PARAM_UTF8_STRING || (p->data && *static_cast<const char*>(p->data) != '\0')) return true;
+  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST))
+    return p->data_type != OSSL_PARAM_UTF8_STRING || !p->data || !hash_named(static_cast<const char*>(p->data));
+  return false;
+}
+
+// Moves `c` to a context of OpenSSL's implementation in the same state. Its set-up always
+// clears the data and stops at an invalid mode, so the state is given with a valid mode
+// and, when `c`'s is not, that mode is set afterwards on its own.
+bool hand_over(kdf_ctx& c) noexcept {
   void* const d = fallback.newctx(c.provctx);
-  if (!d) return 0;
-  OSSL_PARAM params[9];
+  if (!d) return false;
+  const bool mode_valid = c.mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY || c.mode == EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  int mode = mode_valid ? c.mode : EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  OSSL_PARAM params[8];
   OSSL_PARAM* p = params;
-  int mode = c.mode;
   *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-  *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(c.fallback_digest.c_str()), 0);
-  if (!c.properties.empty())
-    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_PROPERTIES, const_cast<char*>(c.properties.c_str()), 0);
+  if (c.hash) *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(c.hash->name), 0);
   const std::pair<const char*, const param_bytes*> octets[] = {
       {OSSL_KDF_PARAM_KEY, &c.key},     {OSSL_KDF_PARAM_SALT, &c.salt}, {OSSL_KDF_PARAM_PREFIX, &c.prefix},
       {OSSL_KDF_PARAM_LABEL, &c.label}, {OSSL_KDF_PARAM_DATA, &c.data},
@@ -271,38 +291,20 @@ int with_fallback(const kdf_ctx& c, Use&& use) noexcept {
     if (b->present())
       *p++ = OSSL_PARAM_construct_octet_string(name, const_cast<unsigned char*>(b->data()), b->view().size());
   *p = OSSL_PARAM_construct_end();
-  const int ok = fallback.set_ctx_params(d, params) == 1 ? use(d) : 0;
-  fallback.freectx(d);
-  return ok;
-}
-
-// Takes the digest and its properties as OpenSSL's ossl_prov_digest_load_from_params
-// does: a name this file computes, or one the fallback accepts.
-int set_digest(kdf_ctx& c, const OSSL_PARAM params[]) noexcept {
-  const OSSL_PARAM* const props = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PROPERTIES);
-  if (props && props->data_type != OSSL_PARAM_UTF8_STRING) return 0;
-  const OSSL_PARAM* const p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST);
-  if (!p) return 1;
-  if (p->data_type != OSSL_PARAM_UTF8_STRING) return 0;
-  c.hash = nullptr;
-  c.fallback_digest.clear();
-  c.properties.clear();
-  if (!p->data) return 0;
-  const char* const name = static_cast<const char*>(p->data);
-  // Properties cannot choose another implementation: the library context has one provider.
-  if ((c.hash = hash_named(name))) return 1;
-  try {
-    kdf_ctx probe(c.provctx);
-    probe.mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-    probe.fallback_digest = name;
-    if (props && props->data) probe.properties = static_cast<const char*>(props->data);
-    if (with_fallback(probe, [](void*) { return 1; }) != 1) return 0;
-    c.fallback_digest = std::move(probe.fallback_digest);
-    c.properties = std::move(probe.properties);
-    return 1;
-  } catch (const std::bad_alloc&) {
-    return 0;
+  if (fallback.set_ctx_params(d, params) != 1) {
+    fallback.freectx(d);
+    return false;
   }
+  if (!mode_valid) {
+    int invalid = c.mode;
+    const OSSL_PARAM again[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &invalid), OSSL_PARAM_construct_end()};
+    ERR_set_mark();
+    (void)fallback.set_ctx_params(d, again);  // refused after storing the mode, as wanted
+    ERR_pop_to_mark();
+  }
+  c.reset();  // cleanses what is now OpenSSL's to hold
+  c.delegate = d;
+  return true;
 }
 
 int set_octets(param_bytes& b, const OSSL_PARAM params[], const char* name) noexcept {
@@ -314,7 +316,11 @@ int set_octets(param_bytes& b, const OSSL_PARAM params[], const char* name) noex
 int kdf_set_ctx_params(void* vctx, const OSSL_PARAM params[]) noexcept {
   auto& c = *static_cast<kdf_ctx*>(vctx);
   if (!params) return 1;
-  if (!set_digest(c, params)) return 0;
+  if (!c.delegate && needs_openssl(params) && !hand_over(c)) return 0;
+  if (c.delegate) return fallback.set_ctx_params(c.delegate, params);
+  // What is left of ossl_prov_digest_load_from_params: a digest this file computes.
+  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST))
+    c.hash = hash_named(static_cast<const char*>(p->data));
   if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_MODE)) {
     int n = 0;
     if (p->data_type == OSSL_PARAM_UTF8_STRING) {
@@ -382,8 +388,7 @@ void kdf_reset(void* vctx) noexcept { static_cast<kdf_ctx*>(vctx)->reset(); }
 int kdf_derive(void* vctx, unsigned char* out, std::size_t outlen, const OSSL_PARAM params[]) noexcept {
   auto& c = *static_cast<kdf_ctx*>(vctx);
   if (!kdf_set_ctx_params(vctx, params)) return 0;
-  if (!c.fallback_digest.empty())
-    return with_fallback(c, [&](void* d) { return fallback.derive(d, out, outlen, nullptr); });
+  if (c.delegate) return fallback.derive(c.delegate, out, outlen, nullptr);  // given `params` above
   if (!c.hash) {
     ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_MESSAGE_DIGEST);
     return 0;
@@ -405,10 +410,9 @@ int kdf_derive(void* vctx, unsigned char* out, std::size_t outlen, const OSSL_PA
 
 int kdf_get_ctx_params(void* vctx, OSSL_PARAM params[]) noexcept {
   const auto& c = *static_cast<const kdf_ctx*>(vctx);
+  if (c.delegate) return fallback.get_ctx_params(c.delegate, params);
   if (OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_KDF_PARAM_SIZE)) {
     if (c.mode != EVP_KDF_HKDF_MODE_EXTRACT_ONLY) return OSSL_PARAM_set_size_t(p, SIZE_MAX);
-    if (!c.fallback_digest.empty())
-      return with_fallback(c, [&](void* d) { return fallback.get_ctx_params(d, params); });
     if (!c.hash) {
       ERR_raise(ERR_LIB_PROV, PROV_R_MISSING_MESSAGE_DIGEST);
       return 0;

@@ -28,9 +28,10 @@ bool hkdf_expand(hkdf_hash h, std::span<const unsigned char> prk, std::span<cons
 /// every step of the TLS 1.3 key schedule. It takes the same parameters and gives the same
 /// results and failures as OpenSSL 3.0's own, but computes HKDF over SHA-256 and SHA-384
 /// with the low-level hash functions: no digest fetch, no HMAC context and no MAC fetch per
-/// step. A context given any other digest hands the work to `fallback`, the default
-/// provider's TLS13-KDF functions, which must stay valid for the process's life. Call once,
-/// before the provider that offers the returned table is loaded.
+/// step. A context given another digest, a property query or an engine (none of which
+/// libssl gives) hands its state and all later calls to `fallback`, the default provider's
+/// TLS13-KDF functions, which must stay valid for the process's life. Call once, before the
+/// provider that offers the returned table is loaded.
 const OSSL_DISPATCH* tls13_kdf_functions(const OSSL_DISPATCH* fallback) noexcept;
 
 /// The settable-parameter list the functions above report; lets a test tell this

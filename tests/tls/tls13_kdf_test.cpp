@@ -174,6 +174,7 @@ TEST(tls13_kdf, agrees_with_openssls_on_every_shape_of_parameters) {
   // SHA-512, SHA-224 and SHA3-256 go to OpenSSL's implementation; the misspelt name to none.
   const std::string digests[] = {"SHA256", "SHA2-256", "sha-256", "SHA384", "SHA2-384", "2.16.840.1.101.3.4.2.2",
                                  "SHA512", "SHA2-224", "SHA3-256", "SHA-257"};
+  const std::string properties[] = {"provider=default", "", "fips=yes", "provider=fips", "?provider=nonesuch"};
   const std::size_t key_sizes[] = {0, 1, 32, 48, 56, 64, 65, 100, 128, 129, 300, 1024};
   const std::size_t out_sizes[] = {0, 1, 12, 16, 32, 48, 64, 100, 255 * 32, 255 * 32 + 1, 255 * 48, 255 * 48 + 1, 65536};
 
@@ -197,7 +198,9 @@ TEST(tls13_kdf, agrees_with_openssls_on_every_shape_of_parameters) {
     if (rng() % 4) all.push_back({param::octets, OSSL_KDF_PARAM_PREFIX, bytes{'t', 'l', 's', '1', '3', ' '}});
     if (rng() % 4) all.push_back({param::octets, OSSL_KDF_PARAM_LABEL, random_bytes(rng() % 8 ? rng() % 20 : rng() % 300)});
     if (rng() % 2) all.push_back({param::octets, OSSL_KDF_PARAM_DATA, random_bytes(rng() % 8 ? rng() % 65 : rng() % 300)});
-    if (rng() % 10 == 0) all.push_back({param::utf8, OSSL_KDF_PARAM_PROPERTIES, {}, "provider=default"});
+    // A property query can make OpenSSL's digest fetch fail; an engine is looked up.
+    if (rng() % 10 == 0) all.push_back({param::utf8, OSSL_KDF_PARAM_PROPERTIES, {}, pick(properties)});
+    if (rng() % 40 == 0) all.push_back({param::utf8, OSSL_ALG_PARAM_ENGINE, {}, "no-such-engine"});
     // Some parameters at set-up, the rest with the derivation (the context is then data-less
     // unless the second call gives it, in both).
     std::vector<param> first, second;
