@@ -67,6 +67,16 @@ x509_ptr with_public_key(x509_ptr x, std::string_view der = {}) {
   return again ? std::move(again) : std::move(x);
 }
 
+// A key pair of `type` made in `ctx` (null: OpenSSL's default context) from `params`; null
+// when OpenSSL refuses them.
+evp_pkey_ptr keypair_from_params(OSSL_LIB_CTX* ctx, const char* type, OSSL_PARAM* params) noexcept {
+  EVP_PKEY* out = nullptr;
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> pctx(EVP_PKEY_CTX_new_from_name(ctx, type, nullptr),
+                                                                  &EVP_PKEY_CTX_free);
+  if (pctx && EVP_PKEY_fromdata_init(pctx.get()) == 1) (void)EVP_PKEY_fromdata(pctx.get(), &out, EVP_PKEY_KEYPAIR, params);
+  return evp_pkey_ptr(out);
+}
+
 // `k` made again in the library context, so that certificates parsed there compare with it,
 // and a server context there signs with it, without OpenSSL keeping a copy of it in each
 // context. `k` itself when there is no library context or it does not export (it then
@@ -80,15 +90,12 @@ evp_pkey_ptr into_library_context(evp_pkey_ptr k) {
     ERR_clear_error();
     return k;
   }
-  EVP_PKEY* out = nullptr;
-  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> pctx(EVP_PKEY_CTX_new_from_name(ctx, type, nullptr),
-                                                                  &EVP_PKEY_CTX_free);
-  if (pctx && EVP_PKEY_fromdata_init(pctx.get()) == 1) (void)EVP_PKEY_fromdata(pctx.get(), &out, EVP_PKEY_KEYPAIR, params);
+  evp_pkey_ptr out = keypair_from_params(ctx, type, params);
   for (OSSL_PARAM* p = params; p->key != nullptr; ++p)
     if (p->data) OPENSSL_cleanse(p->data, p->data_size);
   OSSL_PARAM_free(params);
   ERR_clear_error();
-  return out ? evp_pkey_ptr(out) : std::move(k);
+  return out ? std::move(out) : std::move(k);
 }
 
 }  // namespace
@@ -383,13 +390,10 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
                                         static_cast<std::size_t>(pub.length) - 1),
       OSSL_PARAM_construct_end(),
   };
-  EVP_PKEY* out = nullptr;
-  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new_from_name(library_context(), "EC", nullptr),
-                                                                 &EVP_PKEY_CTX_free);
-  if (ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1) (void)EVP_PKEY_fromdata(ctx.get(), &out, EVP_PKEY_KEYPAIR, params_out);
+  evp_pkey_ptr out = keypair_from_params(library_context(), "EC", params_out);
   OPENSSL_cleanse(scalar, sizeof scalar);
   ERR_clear_error();
-  return evp_pkey_ptr(out);
+  return out;
 }
 
 }  // namespace detail
