@@ -1,12 +1,11 @@
 #include "memory_pair.hpp"
 
-#include <openssl/provider.h>
-
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "letsencrypt/tls/engine.hpp"
+#include "test_certs.hpp"
 
 namespace letsencrypt::testing {
 
@@ -59,7 +58,7 @@ memory_connection connect_in_memory(SSL_CTX* cctx, SSL_CTX* sctx, const char* ho
   if (X509* peer = SSL_get0_peer_certificate(c->native())) o.peer_key_type = EVP_PKEY_get_base_id(X509_get0_pubkey(peer));
   EVP_PKEY* share = nullptr;
   if (SSL_get_tmp_key(s->native(), &share) == 1 && share) {
-    if (const OSSL_PROVIDER* p = EVP_PKEY_get0_provider(share)) o.server_share_provider = OSSL_PROVIDER_get0_name(p);
+    o.server_share_provider = provider_name(share);
     EVP_PKEY_free(share);
   }
   EXPECT_EQ(c->shutdown().state, status::have_output);
