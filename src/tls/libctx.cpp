@@ -1,6 +1,7 @@
 #include "tls/libctx.hpp"
 
 #include "tls/tls13_kdf.hpp"
+#include "tls/x25519_keygen.hpp"
 
 #include <openssl/core_dispatch.h>
 #include <openssl/err.h>
@@ -22,10 +23,12 @@
 //
 // The context's one provider is a default provider seen through a filter: its query hands
 // out that provider's own algorithm tables, so every algorithm is the default provider's
-// code working on its own provider context, with two exceptions. The decoders are narrowed
-// (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448). And the TLS 1.3 key
+// code working on its own provider context, with three exceptions. The decoders are narrowed
+// (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448). The TLS 1.3 key
 // schedule's KDF is the library's own (tls13_kdf.cpp), because OpenSSL's fetches a digest
-// and allocates HMAC contexts at every step of every handshake. That default provider is
+// and allocates HMAC contexts at every step of every handshake. And X25519 key pairs are
+// generated through a faster fixed-base multiplication (x25519_keygen.cpp), into OpenSSL's
+// own key objects, because every handshake makes one. That default provider is
 // loaded into a hidden context of its own, not borrowed from OpenSSL's default context, so
 // its internal fetches and its lifetime do not depend on how the application configures or
 // unloads the default context's providers.
@@ -46,6 +49,7 @@ struct filter_state {
   // static in OpenSSL 3.0, so they outlive the unquery.
   std::vector<OSSL_ALGORITHM> decoder;
   std::vector<OSSL_ALGORITHM> kdf;
+  std::vector<OSSL_ALGORITHM> keymgmt;
 };
 
 filter_state* state = nullptr;  // set once, before the provider is loaded; never freed
@@ -76,11 +80,12 @@ const OSSL_ALGORITHM* filter_query(void*, int operation, int* no_cache) {
   *no_cache = 0;
   if (operation == OSSL_OP_DECODER) return state->decoder.data();
   if (operation == OSSL_OP_KDF) return state->kdf.data();
+  if (operation == OSSL_OP_KEYMGMT) return state->keymgmt.data();
   return OSSL_PROVIDER_query_operation(state->base, operation, no_cache);
 }
 
 void filter_unquery(void*, int operation, const OSSL_ALGORITHM* algs) {
-  if (operation != OSSL_OP_DECODER && operation != OSSL_OP_KDF)
+  if (operation != OSSL_OP_DECODER && operation != OSSL_OP_KDF && operation != OSSL_OP_KEYMGMT)
     OSSL_PROVIDER_unquery_operation(state->base, operation, algs);
 }
 
@@ -140,6 +145,16 @@ std::vector<OSSL_ALGORITHM> kdfs_with_ours(OSSL_PROVIDER* base) {
   });
 }
 
+// The default provider's key managers, with X25519's key-pair generation replaced by the
+// library's; OpenSSL's where that cannot be set up.
+std::vector<OSSL_ALGORITHM> keymgmts_with_ours(OSSL_PROVIDER* base, OSSL_LIB_CTX* hidden) {
+  return copy_table(base, OSSL_OP_KEYMGMT, [hidden](OSSL_ALGORITHM& a) {
+    if (first_name(a.algorithm_names) == "X25519")
+      if (const OSSL_DISPATCH* ours = x25519_keymgmt_functions(a.implementation, hidden)) a.implementation = ours;
+    return true;
+  });
+}
+
 // The filter's state over a default provider in a hidden context; null when OpenSSL or
 // memory fails.
 filter_state* make_state() noexcept {
@@ -149,7 +164,8 @@ filter_state* make_state() noexcept {
   filter_state* s = nullptr;
   if (base) {
     try {
-      s = new filter_state{hidden, base, narrowed_decoders(base), kdfs_with_ours(base)};
+      s = new filter_state{hidden, base, narrowed_decoders(base), kdfs_with_ours(base),
+                           keymgmts_with_ours(base, hidden)};
     } catch (const std::bad_alloc&) {
     }
   }

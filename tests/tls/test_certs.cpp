@@ -11,6 +11,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "letsencrypt/tls/server_context.hpp"
+
 namespace letsencrypt::testing {
 namespace {
 
@@ -173,6 +175,15 @@ tls::ssl_ctx_ptr test_certs::server_context(const issued_cert& c) {
       if (SSL_CTX_add1_chain_cert(ctx.get(), (*chain)[i].get()) != 1) fail("add1_chain_cert");
     }
   }
+  return ctx;
+}
+
+tls::ssl_ctx_ptr test_certs::library_server_context(const issued_cert& c) {
+  auto made = tls::make_server_context();
+  if (!made) throw std::runtime_error("test_certs: make_server_context: " + made.error().message());
+  tls::ssl_ctx_ptr ctx = std::move(*made);
+  if (SSL_CTX_use_certificate(ctx.get(), c.cert.get()) != 1) fail("use_certificate");
+  if (SSL_CTX_use_PrivateKey(ctx.get(), c.key.get()) != 1) fail("use_PrivateKey");
   return ctx;
 }
 

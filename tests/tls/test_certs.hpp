@@ -2,8 +2,11 @@
 // names (wildcards too) or IP addresses, as OpenSSL objects, PEM text and PEM files.
 #pragma once
 
+#include <openssl/provider.h>
+
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -69,6 +72,9 @@ class test_certs {
 
   /// A server SSL_CTX (TLS 1.2+) serving `c` with its chain.
   static tls::ssl_ctx_ptr server_context(const issued_cert& c);
+  /// A server SSL_CTX from tls::make_server_context (the library's context and TLS
+  /// settings) serving `c`.
+  static tls::ssl_ctx_ptr library_server_context(const issued_cert& c);
   /// A client SSL_CTX trusting only this CA, verifying the peer.
   tls::ssl_ctx_ptr client_context() const;
 
@@ -77,6 +83,17 @@ class test_certs {
   tls::evp_pkey_ptr ca_key_;
   std::string ca_pem_;
   std::filesystem::path dir_;
+};
+
+/// A library context with OpenSSL's own default provider, for comparing the library's
+/// context with; unloaded and freed by the destructor.
+struct openssl_reference_context {
+  std::unique_ptr<OSSL_LIB_CTX, tls::detail::free_fn<OSSL_LIB_CTX, OSSL_LIB_CTX_free>> ctx{OSSL_LIB_CTX_new()};
+  OSSL_PROVIDER* provider = OSSL_PROVIDER_load(ctx.get(), "default");
+  openssl_reference_context() = default;
+  openssl_reference_context(const openssl_reference_context&) = delete;
+  openssl_reference_context& operator=(const openssl_reference_context&) = delete;
+  ~openssl_reference_context() { OSSL_PROVIDER_unload(provider); }
 };
 
 /// The DER encoding of `c`; throws std::runtime_error when it cannot be encoded.

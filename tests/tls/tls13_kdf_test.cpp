@@ -7,7 +7,6 @@
 #include <openssl/err.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
-#include <openssl/provider.h>
 #include <openssl/ssl.h>
 
 #include <cstdint>
@@ -16,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "letsencrypt/tls/server_context.hpp"
 #include "letsencrypt/tls/tickets.hpp"
 #include "memory_pair.hpp"
 #include "test_certs.hpp"
@@ -26,6 +24,7 @@
 using namespace letsencrypt;
 using namespace letsencrypt::tls;
 using letsencrypt::testing::test_certs;
+using reference_context = letsencrypt::testing::openssl_reference_context;
 
 namespace {
 
@@ -45,13 +44,6 @@ bytes counting(unsigned char from, std::size_t n) {
 
 using kdf_ptr = std::unique_ptr<EVP_KDF, detail::free_fn<EVP_KDF, EVP_KDF_free>>;
 using kdf_ctx_ptr = std::unique_ptr<EVP_KDF_CTX, detail::free_fn<EVP_KDF_CTX, EVP_KDF_CTX_free>>;
-
-// A context with OpenSSL's own default provider: the reference.
-struct reference_context {
-  std::unique_ptr<OSSL_LIB_CTX, detail::free_fn<OSSL_LIB_CTX, OSSL_LIB_CTX_free>> ctx{OSSL_LIB_CTX_new()};
-  OSSL_PROVIDER* provider = OSSL_PROVIDER_load(ctx.get(), "default");
-  ~reference_context() { OSSL_PROVIDER_unload(provider); }
-};
 
 // One parameter as a KDF call takes it; the strings and bytes live here.
 struct param {
@@ -222,13 +214,8 @@ TEST(tls13_kdf, agrees_with_openssls_on_every_shape_of_parameters) {
 
 TEST(tls13_kdf, every_tls13_suite_handshakes_and_resumes_through_it) {
   test_certs certs;
-  auto leaf = certs.issue({"ctx.test"});
-  auto made = make_server_context();
-  ASSERT_TRUE(made) << made.error().message();
-  ssl_ctx_ptr sctx = std::move(*made);
+  ssl_ctx_ptr sctx = test_certs::library_server_context(certs.issue({"ctx.test"}));
   ASSERT_NE(detail::library_context(), nullptr);
-  ASSERT_EQ(SSL_CTX_use_certificate(sctx.get(), leaf.cert.get()), 1);
-  ASSERT_EQ(SSL_CTX_use_PrivateKey(sctx.get(), leaf.key.get()), 1);
   ticket_keys keys;
   ASSERT_TRUE(keys.install(sctx.get()));
   for (const char* suite : {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}) {
