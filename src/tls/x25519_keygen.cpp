@@ -10,15 +10,21 @@
 
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <new>
+
+static_assert(GMP_NUMB_BITS == 64 && GMP_NAIL_BITS == 0, "the field element is four 64-bit limbs");
 
 // Why: every TLS 1.3 handshake with an X25519 key share generates a key pair. OpenSSL 3.0
 // computes its public key with ref10's fixed-base multiplication on 25.5-bit limbs, about
 // 23 us here, a sixth of a full handshake's server CPU and more than the X25519 exchange
 // itself (which runs on 64-bit limbs in assembly). libsodium's fixed-base multiplication on
 // the Edwards curve takes about 11 us, and mapping its point to the Montgomery curve costs
-// one inversion of a public value, about 1.3 us with GMP.
+// one inversion of a public value, about 1.3 us with GMP's extended GCD (its constant-time
+// inversion takes 10 us; nothing secret reaches GMP). GMP's low-level functions are used on
+// limbs on the stack: they take their scratch space from the stack at these sizes, where
+// its integer type would allocate, and GMP aborts the process when an allocation fails.
 
 namespace letsencrypt::tls::detail {
 namespace {
@@ -118,12 +124,80 @@ void* gen(void* vctx, OSSL_CALLBACK* cb, void* cbarg) noexcept {
   return key;
 }
 
+// Functions of a key manager that take no generation context, which this one hands to
+// OpenSSL's as they are. Anything else (a later OpenSSL's GEN_GET_PARAMS, say) would be
+// handed this file's generation context, so a table with one is left alone.
+bool takes_no_generation_context(int id) noexcept {
+  switch (id) {
+    case OSSL_FUNC_KEYMGMT_NEW:
+    case OSSL_FUNC_KEYMGMT_LOAD:
+    case OSSL_FUNC_KEYMGMT_FREE:
+    case OSSL_FUNC_KEYMGMT_GET_PARAMS:
+    case OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS:
+    case OSSL_FUNC_KEYMGMT_SET_PARAMS:
+    case OSSL_FUNC_KEYMGMT_SETTABLE_PARAMS:
+    case OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME:
+    case OSSL_FUNC_KEYMGMT_HAS:
+    case OSSL_FUNC_KEYMGMT_VALIDATE:
+    case OSSL_FUNC_KEYMGMT_MATCH:
+    case OSSL_FUNC_KEYMGMT_IMPORT:
+    case OSSL_FUNC_KEYMGMT_IMPORT_TYPES:
+    case OSSL_FUNC_KEYMGMT_EXPORT:
+    case OSSL_FUNC_KEYMGMT_EXPORT_TYPES:
+    case OSSL_FUNC_KEYMGMT_DUP:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// 2^255 - 19, least significant limb first.
+constexpr mp_limb_t field_prime[4] = {0xffffffffffffffedu, 0xffffffffffffffffu, 0xffffffffffffffffu,
+                                      0x7fffffffffffffffu};
+
+// Overwrites the stack below the caller's frame, where libsodium's fixed-base multiplication
+// leaves the scalar's digits (OpenSSL's own clears its copies).
+[[gnu::noinline]] void clear_stack_below() noexcept {
+  unsigned char area[8192];
+  sodium_memzero(area, sizeof area);
+}
+
+// (1 + y) / (1 - y) mod p for a canonical y < p, into `out`; false when 1 - y has no
+// inverse (y = 1, the neutral point) or is below 2^192 (one y in 2^63; the caller then
+// takes OpenSSL's way rather than this one handling a shorter operand).
+bool edwards_y_to_montgomery_u(const mp_limb_t (&y)[4], mp_limb_t (&out)[4]) noexcept {
+  mp_limb_t num[4];
+  mpn_add_1(num, y, 4, 1);  // y + 1 <= p: no carry (p itself is reduced below)
+  // mpn_gcdext destroys its operands and needs one limb more than their size.
+  mp_limb_t den[5] = {};
+  mp_limb_t prime[5] = {field_prime[0], field_prime[1], field_prime[2], field_prime[3], 0};
+  mpn_add_1(den, field_prime, 4, 1);
+  mpn_sub_n(den, den, y, 4);  // p + 1 - y = 1 - y mod p, in [2, p] for y < p
+  if (den[3] == 0 || mpn_cmp(den, field_prime, 4) == 0) return false;
+  // gcd(den, p) = den * s + p * t, so s = den^-1 mod p when the gcd is 1.
+  mp_limb_t g[5] = {};
+  mp_limb_t s[5] = {};
+  mp_size_t s_size = 0;
+  const mp_size_t g_size = mpn_gcdext(g, s, &s_size, den, 4, prime, 4);
+  const mp_size_t s_limbs = s_size < 0 ? -s_size : s_size;
+  if (g_size != 1 || g[0] != 1 || s_limbs == 0 || s_limbs > 4) return false;
+  mp_limb_t inverse[4] = {};
+  std::memcpy(inverse, s, static_cast<std::size_t>(s_limbs) * sizeof(mp_limb_t));
+  if (s_size < 0) mpn_sub_n(inverse, field_prime, inverse, 4);  // |s| < p
+  mp_limb_t product[8];
+  mpn_mul_n(product, num, inverse, 4);
+  mp_limb_t quotient[5];
+  mpn_tdiv_qr(quotient, out, 0, product, 8, field_prime, 4);
+  return true;
+}
+
 template <typename Fn>
 void (*as_dispatch(Fn* f))() {
   return reinterpret_cast<void (*)()>(f);  // how OSSL_DISPATCH holds functions
 }
 
-// OpenSSL's table with the generation entries replaced; 3.0's X25519 key manager has 21.
+// OpenSSL's table with the generation entries replaced; 3.0's X25519 key manager has 20
+// functions.
 std::array<OSSL_DISPATCH, 48> functions{};
 
 }  // namespace
@@ -132,36 +206,29 @@ bool x25519_public_from_private(std::span<const unsigned char, 32> scalar,
                                 std::span<unsigned char, 32> public_key) noexcept {
   unsigned char edwards[32];
   // The clamped scalar is below 2^255, so the "noclamp" function takes it as it is; it
-  // fails only on the point at infinity.
-  if (crypto_scalarmult_ed25519_base_noclamp(edwards, scalar.data()) != 0) return false;
-  edwards[31] &= 0x7f;  // y; the top bit is x's sign, which u does not depend on
-  mpz_t p, y, num, den;
-  mpz_inits(p, y, num, den, nullptr);
-  mpz_ui_pow_ui(p, 2, 255);
-  mpz_sub_ui(p, p, 19);
-  mpz_import(y, sizeof edwards, -1, 1, 0, 0, edwards);
-  mpz_add_ui(num, y, 1);  // 1 + y < 2p
-  mpz_mod(num, num, p);
-  mpz_ui_sub(den, 1, y);  // 1 - y, in (-p, 1]
-  mpz_mod(den, den, p);
-  const bool ok = mpz_invert(den, den, p) != 0;  // 0 only for y = 1, the neutral point
-  if (ok) {
-    mpz_mul(num, num, den);
-    mpz_mod(num, num, p);
-    std::size_t written = 0;
-    unsigned char u[32] = {};
-    mpz_export(u, &written, -1, 1, 0, 0, num);  // little-endian, `written` <= 32 bytes
-    std::memcpy(public_key.data(), u, sizeof u);
+  // fails only on the point at infinity (and on a zero scalar).
+  const int failed = crypto_scalarmult_ed25519_base_noclamp(edwards, scalar.data());
+  clear_stack_below();
+  if (failed != 0) return false;
+  edwards[31] &= 0x7f;  // y, canonical; the top bit is x's sign, which u does not depend on
+  mp_limb_t y[4];
+  for (int i = 0; i < 4; ++i) {
+    std::uint64_t limb = 0;
+    for (int b = 7; b >= 0; --b) limb = (limb << 8) | edwards[8 * i + b];
+    y[i] = limb;
   }
-  mpz_clears(p, y, num, den, nullptr);
-  return ok;
+  mp_limb_t u[4];
+  if (!edwards_y_to_montgomery_u(y, u)) return false;
+  for (int i = 0; i < 4; ++i)
+    for (int b = 0; b < 8; ++b) public_key[static_cast<std::size_t>(8 * i + b)] = static_cast<unsigned char>(u[i] >> (8 * b));
+  return true;
 }
 
-const OSSL_DISPATCH* x25519_keymgmt_functions(const OSSL_DISPATCH* from, OSSL_LIB_CTX* rand) noexcept {
+const OSSL_DISPATCH* x25519_keymgmt_functions(const OSSL_DISPATCH* openssl_table, OSSL_LIB_CTX* rand) noexcept {
   if (sodium_init() < 0) return nullptr;
   openssl_functions f;
   std::size_t n = 0;
-  for (const OSSL_DISPATCH* d = from; d && d->function_id != 0; ++d) {
+  for (const OSSL_DISPATCH* d = openssl_table; d && d->function_id != 0; ++d) {
     if (n + 1 >= functions.size()) return nullptr;
     OSSL_DISPATCH entry = *d;
     switch (d->function_id) {
@@ -188,9 +255,8 @@ const OSSL_DISPATCH* x25519_keymgmt_functions(const OSSL_DISPATCH* from, OSSL_LI
         f.gen_cleanup = OSSL_FUNC_keymgmt_gen_cleanup(d);
         entry.function = as_dispatch(&gen_cleanup);
         break;
-      case OSSL_FUNC_KEYMGMT_GEN_SET_TEMPLATE:
-        return nullptr;  // a context it would be handed is ours, not OpenSSL's
       default:
+        if (!takes_no_generation_context(d->function_id)) return nullptr;  // GEN_SET_TEMPLATE too
         break;
     }
     functions[n++] = entry;

@@ -9,7 +9,10 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include <openssl/crypto.h>
+
 #include <array>
+#include <cstring>
 #include <set>
 #include <string>
 #include <vector>
@@ -93,6 +96,17 @@ TEST(x25519_keygen, gives_rfc7748s_public_keys) {
   EXPECT_EQ(pub, from_hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"));
 }
 
+TEST(x25519_keygen, a_scalar_whose_point_is_infinity_gives_nothing) {
+  // Zero, and the order of the base point (RFC 8032's L): never clamped scalars, but the
+  // function's contract.
+  for (const key32& k : {key32{}, from_hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")}) {
+    key32 pub;
+    pub.fill(0xa5);
+    EXPECT_FALSE(detail::x25519_public_from_private(k, pub));
+    for (unsigned char b : pub) ASSERT_EQ(b, 0xa5) << "written on failure";
+  }
+}
+
 TEST(x25519_keygen, public_keys_are_openssls_for_every_scalar) {
   reference_context ref;
   std::vector<key32> scalars;
@@ -140,6 +154,60 @@ TEST(x25519_keygen, the_library_context_generates_openssl_keys_that_agree_with_o
     EXPECT_EQ(a, b);
   }
   EXPECT_EQ(detail::x25519_keys_generated() - before, 500u);
+}
+
+TEST(x25519_keygen, a_generated_key_is_a_whole_openssl_key) {
+  OSSL_LIB_CTX* lib = detail::library_context();
+  ASSERT_NE(lib, nullptr);
+  evp_pkey_ptr k = generate(lib);
+  ASSERT_TRUE(k);
+  EXPECT_EQ(EVP_PKEY_get_bits(k.get()), 253);
+  EXPECT_EQ(EVP_PKEY_get_security_bits(k.get()), 128);
+  EXPECT_EQ(EVP_PKEY_get_size(k.get()), 32);
+  evp_pkey_ctx_ptr check(EVP_PKEY_CTX_new_from_pkey(lib, k.get(), nullptr));
+  ASSERT_TRUE(check);
+  EXPECT_EQ(EVP_PKEY_pairwise_check(check.get()), 1);
+  EXPECT_EQ(EVP_PKEY_check(check.get()), 1);
+  // The same private key imported in the library context is the same key.
+  const key32 priv = raw(k.get(), true);
+  evp_pkey_ptr same(EVP_PKEY_new_raw_private_key_ex(lib, "X25519", nullptr, priv.data(), priv.size()));
+  ASSERT_TRUE(same);
+  EXPECT_EQ(EVP_PKEY_eq(k.get(), same.get()), 1);
+  evp_pkey_ptr copy(EVP_PKEY_dup(k.get()));
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(EVP_PKEY_eq(k.get(), copy.get()), 1);
+  EXPECT_EQ(raw(copy.get(), true), priv);
+  unsigned char* encoded = nullptr;
+  const std::size_t n = EVP_PKEY_get1_encoded_public_key(k.get(), &encoded);
+  ASSERT_EQ(n, 32u);
+  const key32 pub = raw(k.get(), false);
+  EXPECT_EQ(std::memcmp(encoded, pub.data(), n), 0);
+  OPENSSL_free(encoded);
+  // The generation's parameters are OpenSSL's, asked with no generation context.
+  std::unique_ptr<EVP_KEYMGMT, detail::free_fn<EVP_KEYMGMT, EVP_KEYMGMT_free>> km(EVP_KEYMGMT_fetch(lib, "X25519", nullptr));
+  ASSERT_TRUE(km);
+  const OSSL_PARAM* settable = EVP_KEYMGMT_gen_settable_params(km.get());
+  ASSERT_NE(settable, nullptr);
+  EXPECT_NE(OSSL_PARAM_locate_const(settable, OSSL_PKEY_PARAM_GROUP_NAME), nullptr);
+}
+
+TEST(x25519_keygen, while_the_secure_heap_is_on_generation_is_openssls) {
+  OSSL_LIB_CTX* lib = detail::library_context();
+  ASSERT_NE(lib, nullptr);
+  ASSERT_EQ(CRYPTO_secure_malloc_initialized(), 0);
+  ASSERT_EQ(CRYPTO_secure_malloc_init(1 << 16, 32), 1);
+  const std::uint64_t before = detail::x25519_keys_generated();
+  {
+    evp_pkey_ptr k = generate(lib);
+    ASSERT_TRUE(k);
+    EXPECT_EQ(detail::x25519_keys_generated(), before);
+    reference_context ref;
+    EXPECT_EQ(raw(k.get(), false), openssl_public(ref, raw(k.get(), true)));
+  }
+  EXPECT_EQ(CRYPTO_secure_malloc_done(), 1);
+  evp_pkey_ptr after = generate(lib);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(detail::x25519_keys_generated(), before + 1);
 }
 
 TEST(x25519_keygen, a_property_query_or_a_parameters_only_generation_is_openssls) {
