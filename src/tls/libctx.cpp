@@ -24,7 +24,9 @@
 // The context's one provider is a default provider seen through a filter: its query hands
 // out that provider's own algorithm tables, so every algorithm is the default provider's
 // code working on its own provider context, with three exceptions. The decoders are narrowed
-// (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448). The TLS 1.3 key
+// (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448), and so are the key
+// managers (to those key types, TLS's key exchanges and HMAC), because building a decoder
+// context walks every key manager, and a key operation's context walks the name map. The TLS 1.3 key
 // schedule's KDF is the library's own (tls13_kdf.cpp), because OpenSSL's fetches a digest
 // and allocates HMAC contexts at every step of every handshake. And X25519 key pairs are
 // generated through a faster fixed-base multiplication (x25519_keygen.cpp), into OpenSSL's
@@ -145,13 +147,25 @@ std::vector<OSSL_ALGORITHM> kdfs_with_ours(OSSL_PROVIDER* base) {
   });
 }
 
-// The default provider's key managers, with X25519's key-pair generation replaced by the
-// library's; OpenSSL's where that cannot be set up.
+// The key managers the context keeps: certificate keys, TLS's key exchanges (X25519, X448,
+// ECDH through EC, finite-field groups through DH), and HMAC, which libssl makes keys of for
+// TLS 1.3's Finished and PSK binder. Left out: DSA (TLS 1.3 has no DSA, and DSA certificates'
+// keys are not decoded here anyway), X9.42 DH, SM2, and the key types OpenSSL keeps only so
+// that EVP_PKEY can drive KDFs and other MACs (HKDF, TLS1-PRF, SCRYPT, SipHash, Poly1305,
+// CMAC), which libssl does not use.
+constexpr std::string_view kept_key_managers[] = {"EC",     "RSA",  "RSA-PSS", "ED25519", "ED448",
+                                                  "X25519", "X448", "DH",      "HMAC"};
+
+// The default provider's key managers the context keeps, with X25519's key-pair generation
+// replaced by the library's; OpenSSL's where that cannot be set up.
 std::vector<OSSL_ALGORITHM> keymgmts_with_ours(OSSL_PROVIDER* base, OSSL_LIB_CTX* hidden) {
   return copy_table(base, OSSL_OP_KEYMGMT, [hidden](OSSL_ALGORITHM& a) {
-    if (first_name(a.algorithm_names) == "X25519")
+    const std::string_view name = first_name(a.algorithm_names);
+    if (name == "X25519")
       if (const OSSL_DISPATCH* ours = x25519_keymgmt_functions(a.implementation, hidden)) a.implementation = ours;
-    return true;
+    for (std::string_view k : kept_key_managers)
+      if (name == k) return true;
+    return false;
   });
 }
 

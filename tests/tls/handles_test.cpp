@@ -546,3 +546,45 @@ TEST(handles, asking_for_the_library_context_keeps_the_callers_queued_errors) {
   EXPECT_EQ(ERR_peek_last_error(), queued);
   ERR_clear_error();
 }
+
+TEST(handles, the_library_context_keeps_the_key_managers_tls_needs_and_keys_of_others_still_load) {
+  OSSL_LIB_CTX* lib = detail::library_context();
+  ASSERT_NE(lib, nullptr);
+  auto offers = [lib](const char* name) {
+    EVP_KEYMGMT* k = EVP_KEYMGMT_fetch(lib, name, nullptr);
+    EVP_KEYMGMT_free(k);
+    return k != nullptr;
+  };
+  ERR_set_mark();
+  for (const char* kept : {"EC", "RSA", "RSA-PSS", "ED25519", "ED448", "X25519", "X448", "DH", "HMAC"})
+    EXPECT_TRUE(offers(kept)) << kept;
+  for (const char* left : {"DSA", "DHX", "SM2", "HKDF", "TLS1-PRF", "SCRYPT", "SIPHASH", "POLY1305", "CMAC"})
+    EXPECT_FALSE(offers(left)) << left;
+  ERR_pop_to_mark();
+  // A DSA key, which the context cannot hold, loads as OpenSSL's default context reads it.
+  evp_pkey_ptr params;
+  {
+    std::unique_ptr<EVP_PKEY_CTX, detail::free_fn<EVP_PKEY_CTX, EVP_PKEY_CTX_free>> pc(
+        EVP_PKEY_CTX_new_from_name(nullptr, "DSA", nullptr));
+    ASSERT_TRUE(pc);
+    ASSERT_EQ(EVP_PKEY_paramgen_init(pc.get()), 1);
+    ASSERT_EQ(EVP_PKEY_CTX_set_dsa_paramgen_bits(pc.get(), 1024), 1);
+    EVP_PKEY* p = nullptr;
+    ASSERT_EQ(EVP_PKEY_paramgen(pc.get(), &p), 1);
+    params.reset(p);
+  }
+  std::unique_ptr<EVP_PKEY_CTX, detail::free_fn<EVP_PKEY_CTX, EVP_PKEY_CTX_free>> kc(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, params.get(), nullptr));
+  ASSERT_TRUE(kc);
+  ASSERT_EQ(EVP_PKEY_keygen_init(kc.get()), 1);
+  EVP_PKEY* raw = nullptr;
+  ASSERT_EQ(EVP_PKEY_keygen(kc.get(), &raw), 1);
+  evp_pkey_ptr dsa(raw);
+  auto pem = to_pem(dsa.get());
+  ASSERT_TRUE(pem);
+  auto read = load_private_key_pem(*pem);
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ(provider_name(read->get()), "default");
+  EXPECT_EQ(EVP_PKEY_eq(read->get(), dsa.get()), 1);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
