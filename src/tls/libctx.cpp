@@ -26,14 +26,13 @@
 // code working on its own provider context, with three exceptions. The decoders are narrowed
 // (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448), and so are the key
 // managers (to those key types, TLS's key exchanges and HMAC), because building a decoder
-// context walks every key manager, and a key operation's context walks the name map. The TLS 1.3 key
-// schedule's KDF is the library's own (tls13_kdf.cpp), because OpenSSL's fetches a digest
-// and allocates HMAC contexts at every step of every handshake. And X25519 key pairs are
-// generated through a faster fixed-base multiplication (x25519_keygen.cpp), into OpenSSL's
-// own key objects, because every handshake makes one. That default provider is
-// loaded into a hidden context of its own, not borrowed from OpenSSL's default context, so
-// its internal fetches and its lifetime do not depend on how the application configures or
-// unloads the default context's providers.
+// context walks every key manager. The TLS 1.3 key schedule's KDF is the library's own
+// (tls13_kdf.cpp), because OpenSSL's fetches a digest and allocates HMAC contexts at every
+// step of every handshake. And X25519 key pairs are generated through a faster fixed-base
+// multiplication (x25519_keygen.cpp), into OpenSSL's own key objects, because every
+// handshake makes one. That default provider is loaded into a hidden context of its own,
+// not borrowed from OpenSSL's default context, so its internal fetches and its lifetime do
+// not depend on how the application configures or unloads the default context's providers.
 //
 // Why keys and server contexts live there too: OpenSSL compares and uses keys of two
 // contexts by exporting one into the other's key manager and keeping the copy with the key.

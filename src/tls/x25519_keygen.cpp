@@ -117,8 +117,9 @@ void* gen(void* vctx, OSSL_CALLBACK* cb, void* cbarg) noexcept {
     if (x25519_public_from_private(priv, pub)) {
       key = import_pair(g->provctx, priv, pub);
       if (key) generated.fetch_add(1, std::memory_order_relaxed);
-    } else
-      key = openssl.gen(g->inner, cb, cbarg);  // a library failed: OpenSSL's way still works
+    } else {
+      key = openssl.gen(g->inner, cb, cbarg);  // the rare y left to OpenSSL: its way still works
+    }
   }
   OPENSSL_cleanse(priv, sizeof priv);
   return key;
