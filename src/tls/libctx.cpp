@@ -1,5 +1,6 @@
 #include "tls/libctx.hpp"
 
+#include "tls/ec_spki_decoder.hpp"
 #include "tls/tls13_kdf.hpp"
 #include "tls/x25519_keygen.hpp"
 
@@ -11,6 +12,7 @@
 
 #include <cstring>
 #include <new>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -105,7 +107,8 @@ const OSSL_DISPATCH filter_dispatch[] = {
     {0, nullptr},
 };
 
-int filter_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISPATCH** out, void** provctx) {
+int filter_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH* core, const OSSL_DISPATCH** out, void** provctx) {
+  ec_spki_decoder_set_core(core);
   // The default provider's functions are called with the provider context of the provider
   // they were fetched from: lend them their own.
   *provctx = OSSL_PROVIDER_get0_provider_ctx(state->base);
@@ -129,12 +132,44 @@ std::vector<OSSL_ALGORITHM> copy_table(OSSL_PROVIDER* base, int operation, Keep 
   return out;
 }
 
-std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base) {
-  return copy_table(base, OSSL_OP_DECODER, [](const OSSL_ALGORITHM& a) {
+// The EC key manager's export function, which the library's EC decoder hands keys on with.
+void (*ec_keymgmt_export(OSSL_PROVIDER* base))() {
+  void (*found)() = nullptr;
+  (void)copy_table(base, OSSL_OP_KEYMGMT, [&found](const OSSL_ALGORITHM& a) {
+    if (first_name(a.algorithm_names) == "EC")
+      for (const OSSL_DISPATCH* d = a.implementation; d && d->function_id != 0; ++d)
+        if (d->function_id == OSSL_FUNC_KEYMGMT_EXPORT) found = d->function;
+    return false;
+  });
+  return found;
+}
+
+// The decoders a certificate's public key can need, and the library's EC one after
+// OpenSSL's: decoders run in the reverse of their order here, so the library's sees a key
+// first and leaves what it does not take to OpenSSL's. Its property definition is OpenSSL's
+// with one more property, because a provider's two decoders of one name with the same
+// properties would be stored as one.
+std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base, OSSL_LIB_CTX* hidden) {
+  static const std::string* fast_properties = nullptr;  // never freed, as the table is not
+  void (*const ec_export)() = ec_keymgmt_export(base);
+  std::vector<OSSL_ALGORITHM> out = copy_table(base, OSSL_OP_DECODER, [](const OSSL_ALGORITHM& a) {
     const char* props = a.property_definition;
     return certificate_key_type(a.algorithm_names) && props && std::strstr(props, "input=der") &&
            std::strstr(props, "structure=SubjectPublicKeyInfo");
   });
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    OSSL_ALGORITHM& a = out[i];
+    if (!a.algorithm_names || first_name(a.algorithm_names) != "EC") continue;
+    const OSSL_DISPATCH* ours = ec_spki_decoder_functions(a.implementation, ec_export, hidden);
+    if (!ours) break;
+    fast_properties = new std::string(std::string(a.property_definition) + ",letsencrypt.cached_group=yes");
+    OSSL_ALGORITHM fast = a;
+    fast.property_definition = fast_properties->c_str();
+    fast.implementation = ours;
+    out.insert(out.begin() + static_cast<std::ptrdiff_t>(i) + 1, fast);
+    break;
+  }
+  return out;
 }
 
 // The default provider's KDFs, with TLS13-KDF's functions replaced by the library's.
@@ -177,7 +212,7 @@ filter_state* make_state() noexcept {
   filter_state* s = nullptr;
   if (base) {
     try {
-      s = new filter_state{hidden, base, narrowed_decoders(base), kdfs_with_ours(base),
+      s = new filter_state{hidden, base, narrowed_decoders(base, hidden), kdfs_with_ours(base),
                            keymgmts_with_ours(base, hidden)};
     } catch (const std::bad_alloc&) {
     }

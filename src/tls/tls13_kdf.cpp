@@ -2,6 +2,7 @@
 // digest fetch and context allocation of EVP are what this file exists to avoid.
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "tls/tls13_kdf.hpp"
+#include "tls/dispatch.hpp"
 
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
@@ -447,11 +448,6 @@ const OSSL_PARAM gettable[] = {
 
 const OSSL_PARAM* kdf_settable(void*, void*) noexcept { return settable; }
 const OSSL_PARAM* kdf_gettable(void*, void*) noexcept { return gettable; }
-
-template <typename Fn>
-void (*as_dispatch(Fn* f))() {
-  return reinterpret_cast<void (*)()>(f);  // how OSSL_DISPATCH holds functions
-}
 
 const OSSL_DISPATCH functions[] = {
     {OSSL_FUNC_KDF_NEWCTX, as_dispatch(&kdf_new)},

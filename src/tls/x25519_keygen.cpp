@@ -1,4 +1,5 @@
 #include "tls/x25519_keygen.hpp"
+#include "tls/dispatch.hpp"
 
 #include <gmp.h>
 #include <openssl/core_dispatch.h>
@@ -190,11 +191,6 @@ bool edwards_y_to_montgomery_u(const mp_limb_t (&y)[4], mp_limb_t (&out)[4]) noe
   mp_limb_t quotient[5];
   mpn_tdiv_qr(quotient, out, 0, product, 8, field_prime, 4);
   return true;
-}
-
-template <typename Fn>
-void (*as_dispatch(Fn* f))() {
-  return reinterpret_cast<void (*)()>(f);  // how OSSL_DISPATCH holds functions
 }
 
 // OpenSSL's table with the generation entries replaced; 3.0's X25519 key manager has 20

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/core_names.h>
+#include <openssl/decoder.h>
 #include <openssl/provider.h>
+#include <openssl/x509.h>
 
 #include <random>
 
@@ -9,6 +12,7 @@
 #include "letsencrypt/tls/handles.hpp"
 #include "test_certs.hpp"
 #include "tls/ec_pkcs8.hpp"
+#include "tls/ec_spki_decoder.hpp"
 #include "tls/libctx.hpp"
 
 using namespace letsencrypt;
@@ -586,5 +590,134 @@ TEST(handles, the_library_context_keeps_the_key_managers_tls_needs_and_keys_of_o
   ASSERT_TRUE(read) << read.error().message();
   EXPECT_EQ(provider_name(read->get()), "default");
   EXPECT_EQ(EVP_PKEY_eq(read->get(), dsa.get()), 1);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, ec_public_keys_decode_through_the_librarys_decoder_and_the_rest_through_openssls) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  test_certs ca;
+  struct kind {
+    const char* name;
+    const char* curve;
+    bool compressed;
+    bool ours;  // the library's decoder takes named curves with uncompressed points
+  };
+  const kind kinds[] = {{"P-256", "P-256", false, true}, {"P-384", "P-384", false, true},
+                        {"P-521", "P-521", false, true}, {"P-256 compressed", "P-256", true, false},
+                        {"P-224", "P-224", false, false}};
+  for (const kind& k : kinds) {
+    SCOPED_TRACE(k.name);
+    evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", k.curve));
+    ASSERT_TRUE(key);
+    if (k.compressed) {
+      ASSERT_EQ(EVP_PKEY_set_utf8_string_param(key.get(), OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                               OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_COMPRESSED),
+                1);
+    }
+    letsencrypt::testing::issue_options o;
+    o.key = key.get();
+    auto leaf = ca.issue({"ec.test"}, o);
+    const std::string der = der_of(leaf.cert.get());
+    const std::uint64_t before = detail::ec_spki_keys_decoded();
+    auto x = parse_certificate_der(der);
+    ASSERT_TRUE(x) << x.error().message();
+    EXPECT_EQ(detail::ec_spki_keys_decoded() - before, k.ours ? 1u : 0u);
+    EXPECT_EQ(der_of(x->get()), der);
+    EVP_PKEY* pub = X509_get0_pubkey(x->get());
+    ASSERT_NE(pub, nullptr);
+    EXPECT_EQ(provider_name(pub), "letsencrypt-default-filtered");
+    EXPECT_EQ(EVP_PKEY_eq(pub, key.get()), 1);
+    EXPECT_EQ(EVP_PKEY_get_bits(pub), EVP_PKEY_get_bits(key.get()));
+    char group[32] = {};
+    ASSERT_EQ(EVP_PKEY_get_group_name(pub, group, sizeof group, nullptr), 1);
+    char want[32] = {};
+    ASSERT_EQ(EVP_PKEY_get_group_name(key.get(), want, sizeof want, nullptr), 1);
+    EXPECT_STREQ(group, want);
+    EXPECT_EQ(X509_check_private_key(x->get(), key.get()), 1);
+    EXPECT_EQ(X509_verify(x->get(), ca.ca_key()), 1);
+    // The key re-encodes as the certificate has it, compressed or not.
+    unsigned char* spki = nullptr;
+    const int n = i2d_PUBKEY(pub, &spki);
+    unsigned char* want_spki = nullptr;
+    const int wn = i2d_PUBKEY(X509_get0_pubkey(leaf.cert.get()), &want_spki);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(spki), static_cast<std::size_t>(n)),
+              std::string(reinterpret_cast<char*>(want_spki), static_cast<std::size_t>(wn)));
+    OPENSSL_free(spki);
+    OPENSSL_free(want_spki);
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, ec_public_key_decoding_agrees_with_openssl_on_every_byte_change_and_reads_one_object) {
+  OSSL_LIB_CTX* lib = detail::library_context();
+  ASSERT_NE(lib, nullptr);
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    SCOPED_TRACE(curve);
+    evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    ASSERT_TRUE(key);
+    unsigned char* raw = nullptr;
+    const int len = i2d_PUBKEY(key.get(), &raw);
+    ASSERT_GT(len, 0);
+    const std::string spki(reinterpret_cast<char*>(raw), static_cast<std::size_t>(len));
+    OPENSSL_free(raw);
+    // The library's decoder gives the key that signed: a signature by the key verifies.
+    {
+      const auto* p = reinterpret_cast<const unsigned char*>(spki.data());
+      evp_pkey_ptr pub(d2i_PUBKEY_ex(nullptr, &p, len, lib, nullptr));
+      ASSERT_TRUE(pub);
+      const std::uint64_t before = detail::ec_spki_keys_decoded();
+      p = reinterpret_cast<const unsigned char*>(spki.data());
+      evp_pkey_ptr again(d2i_PUBKEY_ex(nullptr, &p, len, lib, nullptr));
+      EXPECT_EQ(detail::ec_spki_keys_decoded() - before, 1u);
+      const unsigned char msg[] = "signed by the key";
+      std::unique_ptr<EVP_MD_CTX, detail::free_fn<EVP_MD_CTX, EVP_MD_CTX_free>> sign(EVP_MD_CTX_new()), verify(EVP_MD_CTX_new());
+      std::vector<unsigned char> sig(256);
+      std::size_t sig_len = sig.size();
+      ASSERT_EQ(EVP_DigestSignInit(sign.get(), nullptr, EVP_sha256(), nullptr, key.get()), 1);
+      ASSERT_EQ(EVP_DigestSign(sign.get(), sig.data(), &sig_len, msg, sizeof msg), 1);
+      ASSERT_EQ(EVP_DigestVerifyInit_ex(verify.get(), nullptr, "SHA256", lib, nullptr, pub.get(), nullptr), 1);
+      EXPECT_EQ(EVP_DigestVerify(verify.get(), sig.data(), sig_len, msg, sizeof msg), 1);
+    }
+    // Every byte changed (three ways) and every truncation: the library context decodes a
+    // key exactly when OpenSSL's default context does, and the same key.
+    auto agree = [&](const std::string& der, const char* what, std::size_t at) {
+      const auto* p1 = reinterpret_cast<const unsigned char*>(der.data());
+      const auto* p2 = p1;
+      ERR_set_mark();
+      evp_pkey_ptr ours(d2i_PUBKEY_ex(nullptr, &p1, static_cast<long>(der.size()), lib, nullptr));
+      evp_pkey_ptr theirs(d2i_PUBKEY(nullptr, &p2, static_cast<long>(der.size())));
+      ERR_pop_to_mark();
+      ASSERT_EQ(ours != nullptr, theirs != nullptr) << what << " at " << at;
+      if (ours) {
+        EXPECT_EQ(EVP_PKEY_eq(ours.get(), theirs.get()), 1) << what << " at " << at;
+        EXPECT_EQ(p1 - reinterpret_cast<const unsigned char*>(der.data()),
+                  p2 - reinterpret_cast<const unsigned char*>(der.data()));
+      }
+    };
+    for (std::size_t i = 0; i < spki.size(); ++i) {
+      for (unsigned char x : {0x01, 0x02, 0x80}) {
+        std::string m = spki;
+        m[i] = static_cast<char>(m[i] ^ x);
+        agree(m, "byte change", i);
+      }
+      agree(spki.substr(0, i), "truncation", i);
+    }
+    // Trailing bytes after the object: it is read alone, as OpenSSL's decoder reads it.
+    std::string longer = spki + std::string(10, '\x30');
+    agree(longer, "trailing bytes", spki.size());
+    std::unique_ptr<OSSL_DECODER_CTX, detail::free_fn<OSSL_DECODER_CTX, OSSL_DECODER_CTX_free>> dctx;
+    EVP_PKEY* decoded = nullptr;
+    dctx.reset(OSSL_DECODER_CTX_new_for_pkey(&decoded, "DER", "SubjectPublicKeyInfo", "EC", EVP_PKEY_PUBLIC_KEY, lib, nullptr));
+    ASSERT_TRUE(dctx);
+    const auto* data = reinterpret_cast<const unsigned char*>(longer.data());
+    std::size_t left = longer.size();
+    const std::uint64_t before = detail::ec_spki_keys_decoded();
+    ASSERT_EQ(OSSL_DECODER_from_data(dctx.get(), &data, &left), 1);
+    evp_pkey_ptr owned(decoded);
+    EXPECT_EQ(left, 10u);
+    EXPECT_EQ(detail::ec_spki_keys_decoded() - before, 1u);
+    EXPECT_EQ(EVP_PKEY_eq(decoded, key.get()), 1);
+  }
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
