@@ -6,7 +6,9 @@
 #include <openssl/provider.h>
 #include <openssl/x509.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/handles.hpp"
@@ -720,4 +722,35 @@ TEST(handles, ec_public_key_decoding_agrees_with_openssl_on_every_byte_change_an
     EXPECT_EQ(EVP_PKEY_eq(decoded, key.get()), 1);
   }
   EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, certificates_and_key_shares_are_made_from_several_threads_at_once) {
+  // The library context's EC decoder copies groups shared by every thread, and its X25519
+  // generation runs on shared state set up once: both read-only after set-up.
+  OSSL_LIB_CTX* lib = detail::library_context();
+  ASSERT_NE(lib, nullptr);
+  test_certs ca;
+  std::vector<std::string> ders;
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    ASSERT_TRUE(key);
+    letsencrypt::testing::issue_options o;
+    o.key = key.get();
+    ders.push_back(der_of(ca.issue({"threads.test"}, o).cert.get()));
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        auto x = parse_certificate_der(ders[static_cast<std::size_t>(i + t) % ders.size()]);
+        if (!x || X509_verify(x->get(), ca.ca_key()) != 1) ++failures;
+        evp_pkey_ptr share(EVP_PKEY_Q_keygen(lib, nullptr, "X25519"));
+        if (!share) ++failures;
+      }
+      ERR_clear_error();
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
