@@ -163,9 +163,8 @@ const OSSL_DISPATCH functions[] = {
 
 const OSSL_DISPATCH* ec_spki_decoder_functions(const OSSL_DISPATCH* openssl_spki_ec, void (*ec_export)(),
                                                OSSL_LIB_CTX* key_ctx) noexcept {
-  OSSL_FUNC_decoder_does_selection_fn* selection_fn = nullptr;
-  for (const OSSL_DISPATCH* d = openssl_spki_ec; d && d->function_id != 0; ++d)
-    if (d->function_id == OSSL_FUNC_DECODER_DOES_SELECTION) selection_fn = OSSL_FUNC_decoder_does_selection(d);
+  auto* const selection_fn = reinterpret_cast<OSSL_FUNC_decoder_does_selection_fn*>(
+      find_function(openssl_spki_ec, OSSL_FUNC_DECODER_DOES_SELECTION));
   if (!selection_fn || !ec_export) return nullptr;
   // The groups belong to `key_ctx`, the context the keys are made in; OpenSSL's decoder makes
   // its groups in the default context. A group's context only supplies randomness to point
@@ -181,8 +180,7 @@ const OSSL_DISPATCH* ec_spki_decoder_functions(const OSSL_DISPATCH* openssl_spki
 }
 
 void ec_spki_decoder_set_core(const OSSL_DISPATCH* core) noexcept {
-  for (const OSSL_DISPATCH* d = core; d && d->function_id != 0; ++d)
-    if (d->function_id == OSSL_FUNC_BIO_READ_EX) core_read = OSSL_FUNC_BIO_read_ex(d);
+  core_read = reinterpret_cast<OSSL_FUNC_BIO_read_ex_fn*>(find_function(core, OSSL_FUNC_BIO_READ_EX));
 }
 
 std::uint64_t ec_spki_keys_decoded() noexcept { return decoded.load(std::memory_order_relaxed); }

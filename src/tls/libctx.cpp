@@ -1,5 +1,6 @@
 #include "tls/libctx.hpp"
 
+#include "tls/dispatch.hpp"
 #include "tls/ec_spki_decoder.hpp"
 #include "tls/tls13_kdf.hpp"
 #include "tls/x25519_keygen.hpp"
@@ -14,6 +15,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 // Why a library context of our own: when d2i_X509 meets the public key, OpenSSL 3.0 builds
@@ -98,12 +100,11 @@ int filter_get_capabilities(void*, const char* capability, OSSL_CALLBACK* cb, vo
 
 void filter_teardown(void*) {}  // the context it lent is the default provider's
 
-// OSSL_DISPATCH holds functions as void(*)(); the cast is how providers are written.
 const OSSL_DISPATCH filter_dispatch[] = {
-    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, reinterpret_cast<void (*)()>(&filter_query)},
-    {OSSL_FUNC_PROVIDER_UNQUERY_OPERATION, reinterpret_cast<void (*)()>(&filter_unquery)},
-    {OSSL_FUNC_PROVIDER_GET_CAPABILITIES, reinterpret_cast<void (*)()>(&filter_get_capabilities)},
-    {OSSL_FUNC_PROVIDER_TEARDOWN, reinterpret_cast<void (*)()>(&filter_teardown)},
+    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, as_dispatch(&filter_query)},
+    {OSSL_FUNC_PROVIDER_UNQUERY_OPERATION, as_dispatch(&filter_unquery)},
+    {OSSL_FUNC_PROVIDER_GET_CAPABILITIES, as_dispatch(&filter_get_capabilities)},
+    {OSSL_FUNC_PROVIDER_TEARDOWN, as_dispatch(&filter_teardown)},
     {0, nullptr},
 };
 
@@ -132,26 +133,21 @@ std::vector<OSSL_ALGORITHM> copy_table(OSSL_PROVIDER* base, int operation, Keep 
   return out;
 }
 
-// The EC key manager's export function, which the library's EC decoder hands keys on with.
-void (*ec_keymgmt_export(OSSL_PROVIDER* base))() {
-  void (*found)() = nullptr;
-  (void)copy_table(base, OSSL_OP_KEYMGMT, [&found](const OSSL_ALGORITHM& a) {
-    if (first_name(a.algorithm_names) == "EC")
-      for (const OSSL_DISPATCH* d = a.implementation; d && d->function_id != 0; ++d)
-        if (d->function_id == OSSL_FUNC_KEYMGMT_EXPORT) found = d->function;
-    return false;
-  });
-  return found;
+// The implementation of the first entry of `table` known first by `name`, or null.
+const OSSL_DISPATCH* implementation_of(const std::vector<OSSL_ALGORITHM>& table, std::string_view name) {
+  for (const OSSL_ALGORITHM& a : table)
+    if (a.algorithm_names && first_name(a.algorithm_names) == name) return a.implementation;
+  return nullptr;
 }
 
 // The decoders a certificate's public key can need, and the library's EC one after
 // OpenSSL's: decoders run in the reverse of their order here, so the library's sees a key
 // first and leaves what it does not take to OpenSSL's. Its property definition is OpenSSL's
 // with one more property, because a provider's two decoders of one name with the same
-// properties would be stored as one.
-std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base, OSSL_LIB_CTX* hidden) {
+// properties would be stored as one. `ec_export` is the EC key manager's export function,
+// which the library's decoder hands keys to another provider with.
+std::vector<OSSL_ALGORITHM> narrowed_decoders(OSSL_PROVIDER* base, OSSL_LIB_CTX* hidden, void (*ec_export)()) {
   static const std::string* fast_properties = nullptr;  // never freed, as the table is not
-  void (*const ec_export)() = ec_keymgmt_export(base);
   std::vector<OSSL_ALGORITHM> out = copy_table(base, OSSL_OP_DECODER, [](const OSSL_ALGORITHM& a) {
     const char* props = a.property_definition;
     return certificate_key_type(a.algorithm_names) && props && std::strstr(props, "input=der") &&
@@ -212,8 +208,10 @@ filter_state* make_state() noexcept {
   filter_state* s = nullptr;
   if (base) {
     try {
-      s = new filter_state{hidden, base, narrowed_decoders(base, hidden), kdfs_with_ours(base),
-                           keymgmts_with_ours(base, hidden)};
+      std::vector<OSSL_ALGORITHM> keymgmt = keymgmts_with_ours(base, hidden);
+      void (*const ec_export)() = find_function(implementation_of(keymgmt, "EC"), OSSL_FUNC_KEYMGMT_EXPORT);
+      s = new filter_state{hidden, base, narrowed_decoders(base, hidden, ec_export), kdfs_with_ours(base),
+                           std::move(keymgmt)};
     } catch (const std::bad_alloc&) {
     }
   }
