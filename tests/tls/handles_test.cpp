@@ -570,8 +570,7 @@ TEST(handles, the_library_context_keeps_the_key_managers_tls_needs_and_keys_of_o
   // A DSA key, which the context cannot hold, loads as OpenSSL's default context reads it.
   evp_pkey_ptr params;
   {
-    std::unique_ptr<EVP_PKEY_CTX, detail::free_fn<EVP_PKEY_CTX, EVP_PKEY_CTX_free>> pc(
-        EVP_PKEY_CTX_new_from_name(nullptr, "DSA", nullptr));
+    letsencrypt::testing::evp_pkey_ctx_ptr pc(EVP_PKEY_CTX_new_from_name(nullptr, "DSA", nullptr));
     ASSERT_TRUE(pc);
     ASSERT_EQ(EVP_PKEY_paramgen_init(pc.get()), 1);
     ASSERT_EQ(EVP_PKEY_CTX_set_dsa_paramgen_bits(pc.get(), 1024), 1);
@@ -579,8 +578,7 @@ TEST(handles, the_library_context_keeps_the_key_managers_tls_needs_and_keys_of_o
     ASSERT_EQ(EVP_PKEY_paramgen(pc.get(), &p), 1);
     params.reset(p);
   }
-  std::unique_ptr<EVP_PKEY_CTX, detail::free_fn<EVP_PKEY_CTX, EVP_PKEY_CTX_free>> kc(
-      EVP_PKEY_CTX_new_from_pkey(nullptr, params.get(), nullptr));
+  letsencrypt::testing::evp_pkey_ctx_ptr kc(EVP_PKEY_CTX_new_from_pkey(nullptr, params.get(), nullptr));
   ASSERT_TRUE(kc);
   ASSERT_EQ(EVP_PKEY_keygen_init(kc.get()), 1);
   EVP_PKEY* raw = nullptr;

@@ -85,6 +85,8 @@ class test_certs {
   std::filesystem::path dir_;
 };
 
+using evp_pkey_ctx_ptr = std::unique_ptr<EVP_PKEY_CTX, tls::detail::free_fn<EVP_PKEY_CTX, EVP_PKEY_CTX_free>>;
+
 /// A library context with OpenSSL's own default provider, for comparing the library's
 /// context with; unloaded and freed by the destructor.
 struct openssl_reference_context {

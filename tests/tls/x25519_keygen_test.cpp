@@ -30,7 +30,7 @@ using reference_context = letsencrypt::testing::openssl_reference_context;
 namespace {
 
 using key32 = std::array<unsigned char, 32>;
-using evp_pkey_ctx_ptr = std::unique_ptr<EVP_PKEY_CTX, detail::free_fn<EVP_PKEY_CTX, EVP_PKEY_CTX_free>>;
+using letsencrypt::testing::evp_pkey_ctx_ptr;
 
 key32 from_hex(std::string_view hex) {
   key32 out{};
