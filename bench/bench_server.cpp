@@ -207,18 +207,23 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
       if (batch.size() >= 4096) flush();
       continue;
     }
-    auto leaf = tls::load_certificate_chain_pem(blocks[0]);
-    if (!leaf) fatal(path + ": " + leaf.error().message());
-    tls::evp_pkey_ptr own;
-    EVP_PKEY* key = shared.get();
+    result<std::shared_ptr<const tls::certified_key>> ck = errc::invalid_argument;
     if (own_keys.count(name) && read_file(certs + "/" + name + ".key", text)) {
-      auto k = tls::load_private_key_pem(text);
-      if (!k) fatal(certs + "/" + name + ".key: " + k.error().message());
-      own = std::move(*k);
-      key = own.get();
+      // As the Manager loads a certificate with its own PKCS#8 key.
+      std::string leaf_der = pem_to_der(blocks[0], "CERTIFICATE");
+      std::string key_der = pem_to_der(text, "PRIVATE KEY");
+      OPENSSL_cleanse(text.data(), text.size());
+      if (leaf_der.empty()) fatal(path + ": the first block does not decode");
+      if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
+      ck = tls::load_certified_key_der(leaf_der, key_der, rest);
+      OPENSSL_cleanse(key_der.data(), key_der.size());
+    } else if (shared) {
+      auto leaf = tls::load_certificate_chain_pem(blocks[0]);
+      if (!leaf) fatal(path + ": " + leaf.error().message());
+      ck = tls::make_certified_key((*leaf)[0].get(), shared.get(), rest);
+    } else {
+      fatal("no key for " + path + " (neither " + name + ".key nor shared.key)");
     }
-    if (!key) fatal("no key for " + path + " (neither " + name + ".key nor shared.key)");
-    auto ck = tls::make_certified_key((*leaf)[0].get(), key, rest);
     if (!ck) fatal(path + ": " + ck.error().message());
     batch.push_back(tls::sni_update{name, {std::move(*ck)}});
     if (batch.size() >= 4096) flush();

@@ -399,8 +399,8 @@ der_certs make_der_certs(std::size_t n) {
 // Distinct ECDSA P-256 leaves with their keys, each under its own name: what a real loaded
 // certificate costs (certificate, key, shared chain reference, entry and slot). The
 // certificates and keys are made first and kept as DER, as a server finds them in storage;
-// only parsing them (as the Manager does: tls::parse_certificate_der, load_private_key_der)
-// and loading the map is measured, so the garbage of making them (key generation, signing)
+// only parsing them (as the Manager does: tls::load_certified_key_der) and loading the map
+// is measured, so the garbage of making them (key generation, signing)
 // does not count.
 void bm_memory_per_distinct_cert(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
@@ -415,11 +415,8 @@ void bm_memory_per_distinct_cert(benchmark::State& state) {
       std::vector<tls::sni_update> updates;
       updates.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
-        auto leaf = tls::parse_certificate_der(cert_der[i]);
-        auto key = tls::load_private_key_der(key_der[i]);
-        if (!leaf || !key) fail("parse");
-        auto ck = tls::make_certified_key(leaf->get(), key->get(), chain);
-        if (!ck) fail("make_certified_key");
+        auto ck = tls::load_certified_key_der(cert_der[i], key_der[i], chain);
+        if (!ck) fail("load_certified_key_der");
         updates.push_back({host(i), {std::move(*ck)}});
       }
       if (!map->apply(updates)) fail("apply");

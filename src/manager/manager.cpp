@@ -127,15 +127,36 @@ std::vector<X509*> raw(const std::vector<tls::x509_ptr>& v) {
   return out;
 }
 
+// Key blocks decoded from PEM, cleansed when they go.
+struct key_blocks {
+  std::vector<std::string> der;
+  ~key_blocks() {
+    for (auto& k : der) OPENSSL_cleanse(k.data(), k.size());
+  }
+};
+
 // A certificate record parsed now (a fresh issuance, or a cached key that is not PKCS#8).
+// A PKCS#8 key goes through load_certified_key_der, which keeps an EC key in the
+// certificate's own key object; any other key is read by OpenSSL.
 result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers) {
   LE_TRY(split, split_chain(chain_pem, issuers));
-  LE_TRY(leaf, tls::parse_certificate_der(split.first));
-  LE_TRY(key, tls::load_private_key_pem(key_pem));
-  LE_TRY(ck, tls::make_certified_key(leaf.get(), key.get(), raw(split.second)));
-  LE_TRY(nb, tls::to_time_point(X509_get0_notBefore(leaf.get())));
-  LE_TRY(na, tls::to_time_point(X509_get0_notAfter(leaf.get())));
-  return loaded_cert{std::move(ck), nullptr, nb, na};
+  const std::vector<X509*> chain = raw(split.second);
+  result<std::shared_ptr<const tls::certified_key>> ck = tls::tls_errc::bad_pem;
+  {
+    key_blocks keys;
+    if (auto k = tls::pem_blocks_der(key_pem, "PRIVATE KEY")) keys.der = std::move(*k);
+    if (keys.der.size() == 1) ck = tls::load_certified_key_der(split.first, keys.der[0], chain);
+  }
+  if (!ck) {
+    LE_TRY(leaf, tls::parse_certificate_der(split.first));
+    LE_TRY(key, tls::load_private_key_pem(key_pem));
+    ck = tls::make_certified_key(leaf.get(), key.get(), chain);
+    if (!ck) return ck.error();
+  }
+  X509* const leaf = (*ck)->leaf.get();
+  LE_TRY(nb, tls::to_time_point(X509_get0_notBefore(leaf)));
+  LE_TRY(na, tls::to_time_point(X509_get0_notAfter(leaf)));
+  return loaded_cert{std::move(*ck), nullptr, nb, na};
 }
 
 // A cached certificate without parsing it: the leaf and its PKCS#8 key stay DER until the
@@ -145,17 +166,13 @@ result<loaded_cert> load_cert(std::string_view chain_pem, std::string_view key_p
 // not decode.
 result<loaded_cert> defer_cert(std::string_view chain_pem, std::string_view key_pem, issuer_cache& issuers,
                                const std::shared_ptr<tls::deferred_cache>& cache) {
-  LE_TRY(keys, tls::pem_blocks_der(key_pem, "PRIVATE KEY"));
-  struct cleanse_all {
-    std::vector<std::string>& v;
-    ~cleanse_all() {
-      for (auto& k : v) OPENSSL_cleanse(k.data(), k.size());
-    }
-  } guard{keys};
-  if (keys.size() != 1) return errc::invalid_argument;
+  key_blocks keys;
+  LE_TRY(der, tls::pem_blocks_der(key_pem, "PRIVATE KEY"));
+  keys.der = std::move(der);
+  if (keys.der.size() != 1) return errc::invalid_argument;
   LE_TRY(split, split_chain(chain_pem, issuers));
   LE_TRY(validity, tls::certificate_validity(split.first));
-  LE_TRY(d, tls::deferred_key::make(std::move(split.first), std::move(keys[0]), raw(split.second), cache));
+  LE_TRY(d, tls::deferred_key::make(std::move(split.first), std::move(keys.der[0]), raw(split.second), cache));
   return loaded_cert{nullptr, std::move(d), validity.first, validity.second};
 }
 

@@ -1,5 +1,6 @@
 #include "letsencrypt/tls/handles.hpp"
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/params.h>
@@ -8,8 +9,10 @@
 #include <bit>
 #include <climits>
 #include <ctime>
+#include <optional>
 
 #include "letsencrypt/tls/error.hpp"
+#include "tls/ec_keymgmt.hpp"
 #include "tls/ec_pkcs8.hpp"
 #include "tls/libctx.hpp"
 
@@ -289,12 +292,7 @@ certificate_validity(std::string_view der) {
 
 namespace detail {
 
-// An unencrypted PKCS#8 EC key on a named NIST curve that carries its public key, read
-// without OpenSSL 3.0's decoders: about 13 us where d2i_AutoPrivateKey takes about 320 us,
-// which a deferred certificate's first handshake and every start-up load would pay. Null for
-// anything else (other algorithms, explicit parameters, no public key), which the caller
-// hands to OpenSSL; never a key that OpenSSL would read differently.
-evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
+std::optional<ec_pkcs8_fields> read_ec_pkcs8_fields(std::string_view der) noexcept {
   static constexpr unsigned char ec_public_key[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
   struct curve {
     std::string_view oid;
@@ -317,57 +315,57 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
   der_element info, version, alg, oid, params, octets;
   // PrivateKeyInfo ::= SEQUENCE { version 0, AlgorithmIdentifier { id-ecPublicKey,
   //   namedCurve }, privateKey OCTET STRING, [0] attributes OPTIONAL } (RFC 5208, 5480)
-  if (!next_element(p, end, info) || !is(info, V_ASN1_SEQUENCE, true) || p != end) return nullptr;
+  if (!next_element(p, end, info) || !is(info, V_ASN1_SEQUENCE, true) || p != end) return std::nullopt;
   p = info.contents;
   end = info.contents + info.length;
   if (!next_element(p, end, version) || !is(version, V_ASN1_INTEGER, false) || bytes(version) != std::string_view("\0", 1))
-    return nullptr;
-  if (!next_element(p, end, alg) || !is(alg, V_ASN1_SEQUENCE, true)) return nullptr;
-  if (!next_element(p, end, octets) || !is(octets, V_ASN1_OCTET_STRING, false)) return nullptr;
+    return std::nullopt;
+  if (!next_element(p, end, alg) || !is(alg, V_ASN1_SEQUENCE, true)) return std::nullopt;
+  if (!next_element(p, end, octets) || !is(octets, V_ASN1_OCTET_STRING, false)) return std::nullopt;
   der_element attributes;
   if (p != end && (!next_element(p, end, attributes) || attributes.cls != V_ASN1_CONTEXT_SPECIFIC ||
                    attributes.tag != 0 || !attributes.constructed || p != end))
-    return nullptr;
+    return std::nullopt;
   const unsigned char* a = alg.contents;
   const unsigned char* a_end = alg.contents + alg.length;
   if (!next_element(a, a_end, oid) || !is(oid, V_ASN1_OBJECT, false) ||
       bytes(oid) != std::string_view(reinterpret_cast<const char*>(ec_public_key), sizeof ec_public_key))
-    return nullptr;
-  if (!next_element(a, a_end, params) || !is(params, V_ASN1_OBJECT, false) || a != a_end) return nullptr;
+    return std::nullopt;
+  if (!next_element(a, a_end, params) || !is(params, V_ASN1_OBJECT, false) || a != a_end) return std::nullopt;
   const curve* c = nullptr;
   for (const auto& k : curves)
     if (bytes(params) == k.oid) c = &k;
-  if (!c) return nullptr;
+  if (!c) return std::nullopt;
 
   // ECPrivateKey ::= SEQUENCE { version 1, privateKey OCTET STRING, [0] parameters
   //   OPTIONAL, [1] publicKey BIT STRING OPTIONAL } (RFC 5915)
   p = octets.contents;
   end = octets.contents + octets.length;
   der_element ec, ec_version, priv, e, pub;
-  if (!next_element(p, end, ec) || !is(ec, V_ASN1_SEQUENCE, true) || p != end) return nullptr;
+  if (!next_element(p, end, ec) || !is(ec, V_ASN1_SEQUENCE, true) || p != end) return std::nullopt;
   p = ec.contents;
   end = ec.contents + ec.length;
   if (!next_element(p, end, ec_version) || !is(ec_version, V_ASN1_INTEGER, false) || bytes(ec_version) != "\x01")
-    return nullptr;
+    return std::nullopt;
   if (!next_element(p, end, priv) || !is(priv, V_ASN1_OCTET_STRING, false) || priv.length == 0 ||
       static_cast<std::size_t>(priv.length) > c->bytes)
-    return nullptr;
+    return std::nullopt;
   // [0] then [1], each at most once and holding exactly one element.
   bool have_pub = false;
   int last_tag = -1;
   while (p != end) {
     if (!next_element(p, end, e) || e.cls != V_ASN1_CONTEXT_SPECIFIC || !e.constructed || e.tag <= last_tag ||
         e.tag > 1)
-      return nullptr;
+      return std::nullopt;
     last_tag = e.tag;
     const unsigned char* q = e.contents;
     const unsigned char* q_end = e.contents + e.length;
     der_element inner;
-    if (!next_element(q, q_end, inner) || q != q_end) return nullptr;
+    if (!next_element(q, q_end, inner) || q != q_end) return std::nullopt;
     if (e.tag == 0) {  // the curve again: it must be the one named outside
-      if (!is(inner, V_ASN1_OBJECT, false) || bytes(inner) != c->oid) return nullptr;
+      if (!is(inner, V_ASN1_OBJECT, false) || bytes(inner) != c->oid) return std::nullopt;
     } else {
-      if (!is(inner, V_ASN1_BIT_STRING, false)) return nullptr;
+      if (!is(inner, V_ASN1_BIT_STRING, false)) return std::nullopt;
       pub = inner;
       have_pub = true;
     }
@@ -375,25 +373,76 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
   // BIT STRING: no unused bits, then the uncompressed point 04 || X || Y.
   if (!have_pub || static_cast<std::size_t>(pub.length) != 2 + 2 * c->bytes || pub.contents[0] != 0 ||
       pub.contents[1] != 0x04)
-    return nullptr;
+    return std::nullopt;
 
-  // OSSL_PARAM integers are in the host's byte order.
-  unsigned char scalar[66];
-  const std::size_t n = static_cast<std::size_t>(priv.length);
+  return ec_pkcs8_fields{c->name, bytes(priv),
+                        std::string_view(reinterpret_cast<const char*>(pub.contents) + 1,
+                                         static_cast<std::size_t>(pub.length) - 1)};
+}
+
+namespace {
+
+// `f`'s scalar as an OSSL_PARAM integer takes it: in the host's byte order, in `out`.
+std::size_t scalar_in_host_order(const ec_pkcs8_fields& f, unsigned char (&out)[66]) noexcept {
+  const std::size_t n = f.scalar.size();
   for (std::size_t i = 0; i < n; ++i)
-    scalar[i] = std::endian::native == std::endian::little ? priv.contents[n - 1 - i] : priv.contents[i];
+    out[i] = static_cast<unsigned char>(std::endian::native == std::endian::little ? f.scalar[n - 1 - i] : f.scalar[i]);
+  return n;
+}
+
+}  // namespace
+
+// Read without OpenSSL 3.0's decoders: about 13 us where d2i_AutoPrivateKey takes about 320
+// us, which a deferred certificate's first handshake and every start-up load would pay.
+evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
+  const std::optional<ec_pkcs8_fields> f = read_ec_pkcs8_fields(der);
+  if (!f) return nullptr;
+  unsigned char scalar[66];
+  const std::size_t n = scalar_in_host_order(*f, scalar);
   OSSL_PARAM params_out[] = {
       // fromdata only reads the parameters; the constructors take non-const pointers.
-      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(c->name), 0),
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(f->group_name), 0),
       OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, scalar, n),
-      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, const_cast<unsigned char*>(pub.contents + 1),
-                                        static_cast<std::size_t>(pub.length) - 1),
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                        reinterpret_cast<unsigned char*>(const_cast<char*>(f->public_point.data())),
+                                        f->public_point.size()),
       OSSL_PARAM_construct_end(),
   };
   evp_pkey_ptr out = keypair_from_params(library_context(), "EC", params_out);
   OPENSSL_cleanse(scalar, sizeof scalar);
   ERR_clear_error();
   return out;
+}
+
+bool attach_ec_private_key(EVP_PKEY* public_key, const ec_pkcs8_fields& key) noexcept {
+  if (!public_key || EVP_PKEY_is_a(public_key, "EC") != 1) return false;
+  char group[32];
+  std::size_t group_len = 0;
+  unsigned char point[1 + 2 * 66];
+  std::size_t point_len = 0;
+  const bool same = EVP_PKEY_get_group_name(public_key, group, sizeof group, &group_len) == 1 &&
+                    std::string_view(group, group_len) == key.group_name &&
+                    EVP_PKEY_get_octet_string_param(public_key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                                    sizeof point, &point_len) == 1 &&
+                    std::string_view(reinterpret_cast<const char*>(point), point_len) == key.public_point;
+  bool attached = false;
+  if (same) {
+    unsigned char scalar[66];
+    const std::size_t n = scalar_in_host_order(key, scalar);
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_BN(attach_private_key_param, scalar, n), OSSL_PARAM_construct_end()};
+    // A key manager that does not know the parameter (outside the library context) ignores
+    // it and succeeds: the private part read back says whether it took.
+    BIGNUM* now = nullptr;
+    BIGNUM* want = BN_bin2bn(reinterpret_cast<const unsigned char*>(key.scalar.data()),
+                             static_cast<int>(key.scalar.size()), nullptr);
+    attached = want && EVP_PKEY_set_params(public_key, params) == 1 &&
+               EVP_PKEY_get_bn_param(public_key, OSSL_PKEY_PARAM_PRIV_KEY, &now) == 1 && BN_cmp(now, want) == 0;
+    BN_clear_free(now);
+    BN_clear_free(want);
+    OPENSSL_cleanse(scalar, sizeof scalar);
+  }
+  ERR_clear_error();
+  return attached;
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
 #include "tls/libctx.hpp"
 
 #include "tls/dispatch.hpp"
+#include "tls/ec_keymgmt.hpp"
 #include "tls/ec_spki_decoder.hpp"
 #include "tls/tls13_kdf.hpp"
 #include "tls/x25519_keygen.hpp"
@@ -27,14 +28,16 @@
 //
 // The context's one provider is a default provider seen through a filter: its query hands
 // out that provider's own algorithm tables, so every algorithm is the default provider's
-// code working on its own provider context, with three exceptions. The decoders are narrowed
+// code working on its own provider context, with four exceptions. The decoders are narrowed
 // (to SubjectPublicKeyInfo for EC, RSA, RSA-PSS, Ed25519 and Ed448), and so are the key
 // managers (to those key types, TLS's key exchanges and HMAC), because building a decoder
 // context walks every key manager. The TLS 1.3 key schedule's KDF is the library's own
 // (tls13_kdf.cpp), because OpenSSL's fetches a digest and allocates HMAC contexts at every
 // step of every handshake. And X25519 key pairs are generated through a faster fixed-base
 // multiplication (x25519_keygen.cpp), into OpenSSL's own key objects, because every
-// handshake makes one. That default provider is loaded into a hidden context of its own,
+// handshake makes one. And the EC key manager's set_params also takes a private scalar for a
+// public key (ec_keymgmt.cpp), so that a certificate and its key share one key object and
+// one curve group. That default provider is loaded into a hidden context of its own,
 // not borrowed from OpenSSL's default context, so its internal fetches and its lifetime do
 // not depend on how the application configures or unloads the default context's providers.
 //
@@ -187,12 +190,15 @@ constexpr std::string_view kept_key_managers[] = {"EC",     "RSA",  "RSA-PSS", "
                                                   "X25519", "X448", "DH",      "HMAC"};
 
 // The default provider's key managers the context keeps, with X25519's key-pair generation
-// replaced by the library's; OpenSSL's where that cannot be set up.
+// replaced by the library's and EC's able to attach a private key to a certificate's public
+// one (ec_keymgmt.hpp); OpenSSL's where that cannot be set up.
 std::vector<OSSL_ALGORITHM> keymgmts_with_ours(OSSL_PROVIDER* base, OSSL_LIB_CTX* hidden) {
   return copy_table(base, OSSL_OP_KEYMGMT, [hidden](OSSL_ALGORITHM& a) {
     const std::string_view name = first_name(a.algorithm_names);
     if (name == "X25519")
       if (const OSSL_DISPATCH* ours = x25519_keymgmt_functions(a.implementation, hidden)) a.implementation = ours;
+    if (name == "EC")
+      if (const OSSL_DISPATCH* ours = ec_keymgmt_functions(a.implementation)) a.implementation = ours;
     for (std::string_view k : kept_key_managers)
       if (name == k) return true;
     return false;

@@ -25,6 +25,7 @@
 
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/names.hpp"
+#include "tls/ec_pkcs8.hpp"
 #include "tls/sni_map_test_access.hpp"
 
 namespace letsencrypt::tls {
@@ -361,6 +362,18 @@ result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_
   return std::shared_ptr<const certified_key>(std::move(ck));
 }
 
+result<std::shared_ptr<const certified_key>> load_certified_key_der(std::string_view leaf_der,
+                                                                    std::string_view key_der,
+                                                                    std::span<X509* const> chain) {
+  LE_TRY(leaf, parse_certificate_der(leaf_der));
+  if (const auto fields = detail::read_ec_pkcs8_fields(key_der)) {
+    EVP_PKEY* const pub = X509_get0_pubkey(leaf.get());
+    if (detail::attach_ec_private_key(pub, *fields)) return make_certified_key(leaf.get(), pub, chain);
+  }
+  LE_TRY(key, load_private_key_der(key_der));
+  return make_certified_key(leaf.get(), key.get(), chain);
+}
+
 bool use_certified_key(SSL* ssl, const certified_key& k) noexcept {
   // A stack per call: keeping one in each certified_key measured no faster
   // (bench_sni bm_install_on_ssl) and costs about 100 bytes per certificate.
@@ -525,29 +538,22 @@ void deferred_key::evict() const noexcept {
 void deferred_key::parse_locked() const noexcept {
   if (leaf_der_.empty()) return;  // the DER was dropped after a parse without a cache
   try {
-    auto parsed_leaf = parse_certificate_der(leaf_der_);
-    x509_ptr leaf = parsed_leaf ? std::move(*parsed_leaf) : nullptr;
-    evp_pkey_ptr own;
-    EVP_PKEY* key = shared_key_.get();
-    if (!key) {
-      if (auto k = load_private_key_der(key_der_)) own = std::move(*k);
-      key = own.get();
+    std::vector<X509*> chain;
+    chain.reserve(chain_.size());
+    for (const auto& c : chain_) chain.push_back(c.get());
+    result<std::shared_ptr<const certified_key>> ck = tls_errc::bad_pem;
+    if (shared_key_) {
+      if (auto leaf = parse_certificate_der(leaf_der_)) ck = make_certified_key(leaf->get(), shared_key_.get(), chain);
+    } else {
+      ck = load_certified_key_der(leaf_der_, key_der_, chain);
     }
     ERR_clear_error();
-    if (!leaf || !key) {
-      error_ = tls_errc::bad_pem;
-    } else {
-      std::vector<X509*> chain;
-      chain.reserve(chain_.size());
-      for (const auto& c : chain_) chain.push_back(c.get());
-      auto ck = make_certified_key(leaf.get(), key, chain);
-      if (!ck)
-        error_ = tls_errc::key_mismatch;
-      else if ((*ck)->kind != kind_)
-        error_ = errc::invalid_argument;
-      else
-        parsed_ = std::move(*ck);
-    }
+    if (!ck)
+      error_ = ck.error() == make_error_code(tls_errc::bad_pem) ? ck.error() : make_error_code(tls_errc::key_mismatch);
+    else if ((*ck)->kind != kind_)
+      error_ = errc::invalid_argument;
+    else
+      parsed_ = std::move(*ck);
   } catch (const std::bad_alloc&) {
     return;  // nothing kept: the next handshake tries again
   }

@@ -6,6 +6,7 @@
 #include <openssl/provider.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/handles.hpp"
 #include "test_certs.hpp"
+#include "tls/ec_keymgmt.hpp"
 #include "tls/ec_pkcs8.hpp"
 #include "tls/ec_spki_decoder.hpp"
 #include "tls/libctx.hpp"
@@ -21,6 +23,7 @@ using namespace letsencrypt;
 using namespace letsencrypt::tls;
 using letsencrypt::testing::key_kind;
 using letsencrypt::testing::der_of;
+using letsencrypt::testing::pkcs8_der_of;
 using letsencrypt::testing::provider_name;
 using letsencrypt::testing::test_certs;
 
@@ -239,17 +242,6 @@ TEST(handles, to_time_point_clamps_dates_past_the_clock) {
 
 namespace {
 
-std::string pkcs8_of(EVP_PKEY* k) {
-  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> info(EVP_PKEY2PKCS8(k),
-                                                                                  &PKCS8_PRIV_KEY_INFO_free);
-  unsigned char* der = nullptr;
-  const int n = info ? i2d_PKCS8_PRIV_KEY_INFO(info.get(), &der) : -1;
-  if (n <= 0) return {};
-  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
-  OPENSSL_clear_free(der, static_cast<std::size_t>(n));
-  return out;
-}
-
 // The private scalar and the public point, which decide whether two keys are the same.
 std::pair<std::string, std::string> ec_material(EVP_PKEY* k) {
   BIGNUM* priv = nullptr;
@@ -282,7 +274,7 @@ TEST(handles, ec_pkcs8_keys_read_directly_are_the_keys_openssl_reads_and_sign) {
     for (int i = 0; i < 20; ++i) {  // short scalars (leading zero bytes) come up on the way
       evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
       ASSERT_TRUE(k);
-      const std::string der = pkcs8_of(k.get());
+      const std::string der = pkcs8_der_of(k.get());
       auto loaded = load_private_key_der(der);
       ASSERT_TRUE(loaded) << loaded.error().message();
       EXPECT_EQ(ec_material(loaded->get()), ec_material(k.get()));
@@ -307,7 +299,7 @@ TEST(handles, ec_pkcs8_keys_read_directly_are_the_keys_openssl_reads_and_sign) {
   // Keys the direct reader leaves to OpenSSL still load: RSA.
   auto rsa = generate_rsa_key(2048);
   ASSERT_TRUE(rsa);
-  auto loaded_rsa = load_private_key_der(pkcs8_of(rsa->get()));
+  auto loaded_rsa = load_private_key_der(pkcs8_der_of(rsa->get()));
   ASSERT_TRUE(loaded_rsa);
   EXPECT_EQ(EVP_PKEY_eq(loaded_rsa->get(), rsa->get()), 1);
   EXPECT_EQ(load_private_key_der("").error(), make_error_code(tls_errc::bad_pem));
@@ -317,7 +309,7 @@ TEST(handles, ec_pkcs8_keys_read_directly_are_the_keys_openssl_reads_and_sign) {
 TEST(handles, ec_pkcs8_reader_agrees_with_openssl_on_every_truncation_and_byte_change) {
   evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   ASSERT_TRUE(k);
-  const std::string der = pkcs8_of(k.get());
+  const std::string der = pkcs8_der_of(k.get());
   ASSERT_FALSE(der.empty());
   std::size_t checked = 0;
   auto agree = [&](const std::string& bytes) {
@@ -361,7 +353,7 @@ TEST(handles, ec_pkcs8_direct_reader_takes_well_formed_keys_and_leaves_the_rest_
   for (const char* curve : {"P-256", "P-384", "P-521"}) {
     evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
     ASSERT_TRUE(k);
-    auto direct = detail::read_ec_pkcs8(pkcs8_of(k.get()));
+    auto direct = detail::read_ec_pkcs8(pkcs8_der_of(k.get()));
     ASSERT_TRUE(direct) << curve;
     EXPECT_EQ(ec_material(direct.get()), ec_material(k.get())) << curve;
   }
@@ -490,7 +482,7 @@ TEST(handles, keys_the_library_reads_or_makes_live_in_the_library_context) {
     ASSERT_TRUE(pem);
     std::vector<std::pair<const char*, result<evp_pkey_ptr>>> read;
     read.emplace_back("PKCS#8 PEM", load_private_key_pem(*pem));
-    read.emplace_back("PKCS#8 DER", load_private_key_der(pkcs8_of(k.get())));
+    read.emplace_back("PKCS#8 DER", load_private_key_der(pkcs8_der_of(k.get())));
     if (name != "ED25519") read.emplace_back("traditional PEM", load_private_key_pem(letsencrypt::testing::traditional_key_pem(k.get())));
     for (auto& [form, r] : read) {
       SCOPED_TRACE(form);
@@ -751,4 +743,151 @@ TEST(handles, certificates_and_key_shares_are_made_from_several_threads_at_once)
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+namespace {
+
+// Whether `k` holds a private part.
+bool has_private(EVP_PKEY* k) {
+  BIGNUM* priv = nullptr;
+  const bool has = EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &priv) == 1;
+  BN_clear_free(priv);
+  ERR_clear_error();
+  return has;
+}
+
+// Sets detail::attach_private_key_param on `k` to `scalar` (big-endian); what
+// EVP_PKEY_set_params returns.
+int set_attach_param(EVP_PKEY* k, std::string scalar) {
+  std::reverse(scalar.begin(), scalar.end());  // OSSL_PARAM integers: the host's order
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_BN(detail::attach_private_key_param, reinterpret_cast<unsigned char*>(scalar.data()),
+                              scalar.size()),
+      OSSL_PARAM_construct_end()};
+  const int r = EVP_PKEY_set_params(k, params);
+  ERR_clear_error();
+  return r;
+}
+
+}  // namespace
+
+// A certificate's public key object takes the private scalar of its own key, and is then
+// that key pair in every way OpenSSL looks at it.
+TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  test_certs ca;
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    SCOPED_TRACE(curve);
+    evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    ASSERT_TRUE(k);
+    letsencrypt::testing::issue_options o;
+    o.key = k.get();
+    auto c = ca.issue({"attach.example"}, o);
+    auto leaf = parse_certificate_der(der_of(c.cert.get()));
+    ASSERT_TRUE(leaf);
+    EVP_PKEY* pub = X509_get0_pubkey(leaf->get());
+    ASSERT_FALSE(has_private(pub));
+    const std::string der = pkcs8_der_of(k.get());
+    auto fields = detail::read_ec_pkcs8_fields(der);
+    ASSERT_TRUE(fields);
+    const std::uint64_t before = detail::ec_private_keys_attached();
+    ASSERT_TRUE(detail::attach_ec_private_key(pub, *fields));
+    EXPECT_EQ(detail::ec_private_keys_attached(), before + 1);
+    EXPECT_EQ(ec_material(pub), ec_material(k.get()));
+    EXPECT_EQ(EVP_PKEY_eq(pub, k.get()), 1);
+    EXPECT_EQ(X509_check_private_key(leaf->get(), pub), 1);
+    // OpenSSL's own checks of a key pair: the scalar, the point, and that they agree.
+    letsencrypt::testing::evp_pkey_ctx_ptr check(EVP_PKEY_CTX_new_from_pkey(detail::library_context(), pub, nullptr));
+    ASSERT_TRUE(check);
+    EXPECT_EQ(EVP_PKEY_check(check.get()), 1);
+    EXPECT_EQ(EVP_PKEY_pairwise_check(check.get()), 1);
+    // It signs, and the original key verifies; written out, it reads back as the original.
+    const unsigned char msg[] = "handshake transcript";
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sc(EVP_MD_CTX_new(), &EVP_MD_CTX_free),
+        vc(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    unsigned char sig[160];
+    std::size_t sig_len = sizeof sig;
+    ASSERT_EQ(EVP_DigestSignInit(sc.get(), nullptr, EVP_sha256(), nullptr, pub), 1);
+    ASSERT_EQ(EVP_DigestSign(sc.get(), sig, &sig_len, msg, sizeof msg), 1);
+    ASSERT_EQ(EVP_DigestVerifyInit(vc.get(), nullptr, EVP_sha256(), nullptr, k.get()), 1);
+    EXPECT_EQ(EVP_DigestVerify(vc.get(), sig, sig_len, msg, sizeof msg), 1);
+    auto pem = to_pem(pub);
+    ASSERT_TRUE(pem);
+    auto again = load_private_key_pem(*pem);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(ec_material(again->get()), ec_material(k.get()));
+    // A second attach is refused, even of the same scalar.
+    EXPECT_FALSE(detail::attach_ec_private_key(pub, *fields));
+    EXPECT_EQ(ec_material(pub), ec_material(k.get()));
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(handles, ec_private_key_attaches_only_to_the_same_public_key_of_the_library_context) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  test_certs ca;
+  auto c = ca.issue({"attach.example"}, key_kind::ec_p256);
+  const std::string cert_der = der_of(c.cert.get());
+  auto fresh_leaf = [&] {
+    auto leaf = parse_certificate_der(cert_der);
+    EXPECT_TRUE(leaf);
+    return std::move(leaf).value();
+  };
+  // Key files: this certificate's key, another certificate's, one on another curve.
+  evp_pkey_ptr other(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  evp_pkey_ptr p384(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"));
+  ASSERT_TRUE(other && p384);
+  const std::string own_der = pkcs8_der_of(c.key.get()), other_der = pkcs8_der_of(other.get()),
+                    p384_der = pkcs8_der_of(p384.get());
+  auto fields_of = [](const std::string& der) {
+    auto f = detail::read_ec_pkcs8_fields(der);
+    EXPECT_TRUE(f);
+    return f.value_or(detail::ec_pkcs8_fields{"", {}, {}});
+  };
+  // Refused, and the public key left without a private part.
+  auto refused = [](EVP_PKEY* pub, const detail::ec_pkcs8_fields& f) {
+    EXPECT_FALSE(detail::attach_ec_private_key(pub, f));
+    EXPECT_FALSE(has_private(pub));
+  };
+  refused(X509_get0_pubkey(fresh_leaf().get()), fields_of(other_der));
+  refused(X509_get0_pubkey(fresh_leaf().get()), fields_of(p384_der));
+  // The right scalar with another certificate's public point in the key file: the points
+  // decide, as X509_check_private_key's do.
+  detail::ec_pkcs8_fields bent = fields_of(own_der);
+  bent.public_point = fields_of(other_der).public_point;
+  refused(X509_get0_pubkey(fresh_leaf().get()), bent);
+  // A certificate parsed in OpenSSL's default context: its key manager ignores the
+  // parameter, and the attach says so.
+  {
+    const auto* p = reinterpret_cast<const unsigned char*>(cert_der.data());
+    x509_ptr plain(d2i_X509(nullptr, &p, static_cast<long>(cert_der.size())));
+    ASSERT_TRUE(plain);
+    EXPECT_EQ(provider_name(X509_get0_pubkey(plain.get())), "default");
+    refused(X509_get0_pubkey(plain.get()), fields_of(own_der));
+  }
+  // The key manager refuses a zero scalar and one not below the group order.
+  {
+    auto leaf = fresh_leaf();
+    EVP_PKEY* pub = X509_get0_pubkey(leaf.get());
+    EXPECT_EQ(set_attach_param(pub, std::string(32, '\0')), 0);
+    const std::string order("\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"
+                            "\xbc\xe6\xfa\xad\xa7\x17\x9e\x84\xf3\xb9\xca\xc2\xfc\x63\x25\x51", 32);
+    EXPECT_EQ(set_attach_param(pub, order), 0);
+    EXPECT_EQ(set_attach_param(pub, std::string(33, '\xff')), 0);
+    EXPECT_FALSE(has_private(pub));
+    // Its other parameters still reach OpenSSL's set_params.
+    auto format = [&] {
+      char name[32] = "";
+      std::size_t len = 0;
+      EXPECT_EQ(EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, name, sizeof name, &len), 1);
+      return std::string(name, len);
+    };
+    EXPECT_EQ(format(), "uncompressed");
+    OSSL_PARAM compressed[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                                                const_cast<char*>("compressed"), 0),
+                               OSSL_PARAM_construct_end()};
+    EXPECT_EQ(EVP_PKEY_set_params(pub, compressed), 1);
+    EXPECT_EQ(format(), "compressed");
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
 }

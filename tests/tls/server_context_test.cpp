@@ -10,6 +10,7 @@
 
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/server_context.hpp"
+#include "letsencrypt/tls/sni_map.hpp"
 #include "letsencrypt/tls/tickets.hpp"
 #include "memory_pair.hpp"
 #include "tls/libctx.hpp"
@@ -211,6 +212,13 @@ TEST(server_context, stays_in_the_default_context_while_the_application_has_anot
   auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", TLS1_3_VERSION, nullptr, {});
   EXPECT_TRUE(m.handshake_done);
   EXPECT_EQ(m.server_share_provider, "default");
+  // A certificate loaded with its key keeps a key object of its own there: the default
+  // context's key manager cannot take the private part into the certificate's.
+  auto ck = load_certified_key_der(letsencrypt::testing::der_of(leaf.cert.get()),
+                                   letsencrypt::testing::pkcs8_der_of(leaf.key.get()));
+  ASSERT_TRUE(ck) << ck.error().message();
+  EXPECT_NE((*ck)->key.get(), X509_get0_pubkey((*ck)->leaf.get()));
+  EXPECT_EQ(EVP_PKEY_eq((*ck)->key.get(), leaf.key.get()), 1);
   // Once it is gone, the library's context is back.
   ASSERT_EQ(OSSL_PROVIDER_unload(extra), 1);
   EXPECT_NE(detail::library_context(), nullptr);
@@ -243,5 +251,32 @@ TEST(server_context, takes_chains_and_keys_from_openssls_own_file_readers) {
         EXPECT_TRUE(m.handshake_done) << version;
       }
     }
+  }
+}
+
+// load_certified_key_der keeps an EC key in the certificate's own key object: a server
+// serving that pair completes TLS 1.3 and 1.2 handshakes that verify against the CA, signing
+// with the attached private key.
+TEST(server_context, serves_a_key_attached_to_its_certificates_public_key) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  test_certs certs;
+  auto c = certs.issue({"ctx.test"});
+  X509* chain[] = {certs.ca_cert()};
+  auto ck = load_certified_key_der(letsencrypt::testing::der_of(c.cert.get()),
+                                   letsencrypt::testing::pkcs8_der_of(c.key.get()), chain);
+  ASSERT_TRUE(ck) << ck.error().message();
+  ASSERT_EQ((*ck)->key.get(), X509_get0_pubkey((*ck)->leaf.get()));
+  auto cctx = certs.client_context();
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    SCOPED_TRACE(version);
+    auto made = make_server_context();
+    ASSERT_TRUE(made);
+    ssl_ctx_ptr sctx = std::move(*made);
+    auto st = to_stack((*ck)->chain);
+    ASSERT_TRUE(st);
+    ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx.get(), (*ck)->leaf.get(), (*ck)->key.get(), st->get(), 1), 1);
+    auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", version, nullptr, {});
+    EXPECT_TRUE(m.handshake_done);
+    EXPECT_EQ(m.peer_key_type, EVP_PKEY_EC);
   }
 }

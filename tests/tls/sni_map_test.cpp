@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/names.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
 #include "test_certs.hpp"
@@ -64,6 +65,50 @@ TEST_F(sni_map_test, make_certified_key_reads_kind_and_expiry) {
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error(), make_error_code(errc::invalid_argument));
   EXPECT_FALSE(tls::make_certified_key(nullptr, ec_b()->key.get()));
+}
+
+// load_certified_key_der: an EC key with its public point becomes part of the certificate's
+// key object; other keys are read whole; a key of another certificate or bytes that do not
+// parse are refused.
+TEST_F(sni_map_test, load_certified_key_der_shares_the_certificates_key_object_when_it_can) {
+  using letsencrypt::testing::pkcs8_der_of;
+  X509* chain[] = {ca_->ca_cert()};
+  auto load = [&](const letsencrypt::testing::issued_cert& c) {
+    return tls::load_certified_key_der(der_of(c.cert.get()), pkcs8_der_of(c.key.get()), chain);
+  };
+  auto ec = ca_->issue({"l.example"}, letsencrypt::testing::key_kind::ec_p256);
+  auto k = load(ec);
+  ASSERT_TRUE(k) << k.error().message();
+  EXPECT_EQ((*k)->key.get(), X509_get0_pubkey((*k)->leaf.get()));
+  EXPECT_EQ((*k)->kind, tls::key_kind::ecdsa);
+  EXPECT_EQ(X509_cmp((*k)->leaf.get(), ec.cert.get()), 0);
+  EXPECT_EQ(EVP_PKEY_eq((*k)->key.get(), ec.key.get()), 1);
+  ASSERT_EQ((*k)->chain.size(), 1u);
+  EXPECT_EQ((*k)->not_after, (*tls::make_certified_key(ec.cert.get(), ec.key.get()))->not_after);
+
+  // RSA is read whole, into a key object of its own.
+  auto rsa = ca_->issue({"l.example"}, letsencrypt::testing::key_kind::rsa2048);
+  auto r = load(rsa);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_NE((*r)->key.get(), X509_get0_pubkey((*r)->leaf.get()));
+  EXPECT_EQ((*r)->kind, tls::key_kind::rsa);
+  EXPECT_EQ(EVP_PKEY_eq((*r)->key.get(), rsa.key.get()), 1);
+
+  // Another certificate's key: refused as make_certified_key refuses it.
+  auto wrong = tls::load_certified_key_der(der_of(ec.cert.get()), pkcs8_der_of(rsa.key.get()), chain);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error(), make_error_code(errc::invalid_argument));
+  auto other = ca_->issue({"m.example"}, letsencrypt::testing::key_kind::ec_p256);
+  wrong = tls::load_certified_key_der(der_of(ec.cert.get()), pkcs8_der_of(other.key.get()), chain);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error(), make_error_code(errc::invalid_argument));
+
+  // Bytes that do not parse.
+  const std::string key_der = pkcs8_der_of(ec.key.get());
+  EXPECT_EQ(tls::load_certified_key_der("", key_der).error(), make_error_code(tls::tls_errc::bad_pem));
+  EXPECT_EQ(tls::load_certified_key_der(der_of(ec.cert.get()), key_der.substr(0, key_der.size() - 1)).error(),
+            make_error_code(tls::tls_errc::bad_pem));
+  EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
 // use_certified_key puts the certificate, key and chain on the connection with references

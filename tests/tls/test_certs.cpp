@@ -210,6 +210,17 @@ std::string der_of(X509* c) {
   return out;
 }
 
+std::string pkcs8_der_of(EVP_PKEY* k) {
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> info(EVP_PKEY2PKCS8(k),
+                                                                                  &PKCS8_PRIV_KEY_INFO_free);
+  unsigned char* der = nullptr;
+  const int n = info ? i2d_PKCS8_PRIV_KEY_INFO(info.get(), &der) : -1;
+  if (n <= 0) throw std::runtime_error("i2d_PKCS8_PRIV_KEY_INFO failed");
+  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
+  OPENSSL_clear_free(der, static_cast<std::size_t>(n));
+  return out;
+}
+
 namespace {
 
 // What `write` puts into a memory BIO, as text; throws when it fails.

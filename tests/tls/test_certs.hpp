@@ -100,6 +100,8 @@ struct openssl_reference_context {
 
 /// The DER encoding of `c`; throws std::runtime_error when it cannot be encoded.
 std::string der_of(X509* c);
+/// The unencrypted PKCS#8 DER of `k`; throws std::runtime_error when it cannot be encoded.
+std::string pkcs8_der_of(EVP_PKEY* k);
 
 /// The name of the provider `k` lives in ("default", "letsencrypt-default-filtered"...), or
 /// empty for a null or legacy key.

@@ -51,6 +51,19 @@ bool use_certified_key(SSL* ssl, const certified_key& k) noexcept;
 result<std::shared_ptr<const certified_key>> make_certified_key(X509* leaf, EVP_PKEY* key,
                                                                 std::span<X509* const> chain = {});
 
+/// Parses a leaf certificate (DER) and its PKCS#8 private key (DER: what to_pem writes as
+/// "BEGIN PRIVATE KEY", base64-decoded) into a certified_key, as parse_certificate_der,
+/// load_private_key_der and make_certified_key do. For a P-256, P-384 or P-521 key that
+/// carries its public key (as OpenSSL and the Manager write them), the certificate's own
+/// public key object becomes the key pair: `key` is X509_get0_pubkey(leaf), which then holds
+/// the private key too. That saves a second key object and curve group (about 2 KiB per
+/// certificate) and the private key's curve set-up. Fails with tls_errc::bad_pem when either
+/// does not parse, and as make_certified_key does when the key does not belong to the
+/// certificate. The key bytes are not copied; the caller cleanses them.
+result<std::shared_ptr<const certified_key>> load_certified_key_der(std::string_view leaf_der,
+                                                                    std::string_view key_der,
+                                                                    std::span<X509* const> chain = {});
+
 class deferred_key;
 
 /// Bounds how many deferred_keys sharing it hold their parsed form at once. Without one, a
@@ -91,9 +104,9 @@ class deferred_cache {
 };
 
 /// A certificate and key kept as DER until a handshake needs them. OpenSSL 3.0 holds a
-/// parsed P-256 certificate in about 4.9 KiB and its key in 2.3 KiB, and parsing both takes
-/// about 50 us (parse_certificate_der, load_private_key_der): a server with many names, most
-/// of them rarely asked for, loads in a fraction of the time and memory this way. The first
+/// parsed P-256 certificate with its key in about 5 KiB, and parsing both takes tens of
+/// microseconds (load_certified_key_der): a server with many names, most of them rarely
+/// asked for, loads in a fraction of the time and memory this way. The first
 /// handshake for the name parses (concurrent handshakes wait for that parse) and later ones
 /// use the parsed key, as with a certified_key, until a deferred_cache drops it.
 class deferred_key : public std::enable_shared_from_this<deferred_key> {
