@@ -30,8 +30,14 @@ std::atomic<std::uint64_t> attached{0};
 bool attach(EC_KEY* key, const OSSL_PARAM* p) noexcept {
   const EC_GROUP* group = key ? EC_KEY_get0_group(key) : nullptr;
   if (!group || EC_KEY_get0_private_key(key) || !EC_KEY_get0_public_key(key)) return false;
-  BIGNUM* scalar = nullptr;
-  if (OSSL_PARAM_get_BN(p, &scalar) != 1) return false;
+  // Secure when OpenSSL's secure heap is on, as OpenSSL's own import makes a private key; the
+  // key's copy (EC_KEY_set_private_key's BN_dup) inherits it.
+  BIGNUM* scalar = BN_secure_new();
+  if (!scalar) return false;
+  if (OSSL_PARAM_get_BN(p, &scalar) != 1) {
+    BN_clear_free(scalar);
+    return false;
+  }
   const BIGNUM* order = EC_GROUP_get0_order(group);
   const bool ok = order && !BN_is_zero(scalar) && !BN_is_negative(scalar) && BN_cmp(scalar, order) < 0 &&
                   EC_KEY_set_private_key(key, scalar) == 1;  // takes a constant-time copy

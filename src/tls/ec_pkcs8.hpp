@@ -31,7 +31,12 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept;
 /// a key read whole belongs to its certificate (X509_check_private_key compares the same
 /// points). False, with `public_key` unchanged, otherwise, and when the key has a private
 /// part already or is not the library context's (whose key manager ignores the parameter).
-/// Not thread-safe for one key: call before the key is shared.
+/// As OpenSSL's own import and X509_check_private_key, it does not check that the scalar
+/// makes the point: a key file with the right point and a wrong scalar loads, and its
+/// signatures fail. Call it only on the key of a certificate just parsed, before anything
+/// else has used the key: OpenSSL 3.0 keeps a legacy EC_KEY made by EVP_PKEY_get0_EC_KEY and
+/// its kin for good, and one made before the attach would stay without the private part.
+/// Not thread-safe for one key.
 bool attach_ec_private_key(EVP_PKEY* public_key, const ec_pkcs8_fields& key) noexcept;
 
 }  // namespace letsencrypt::tls::detail

@@ -416,6 +416,7 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
 
 bool attach_ec_private_key(EVP_PKEY* public_key, const ec_pkcs8_fields& key) noexcept {
   if (!public_key || EVP_PKEY_is_a(public_key, "EC") != 1) return false;
+  ERR_set_mark();  // what the checks below queue is theirs; the caller's errors stay
   char group[32];
   std::size_t group_len = 0;
   unsigned char point[1 + 2 * 66];
@@ -441,7 +442,7 @@ bool attach_ec_private_key(EVP_PKEY* public_key, const ec_pkcs8_fields& key) noe
     BN_clear_free(want);
     OPENSSL_cleanse(scalar, sizeof scalar);
   }
-  ERR_clear_error();
+  ERR_pop_to_mark();
   return attached;
 }
 

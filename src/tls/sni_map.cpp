@@ -548,8 +548,11 @@ void deferred_key::parse_locked() const noexcept {
       ck = load_certified_key_der(leaf_der_, key_der_, chain);
     }
     ERR_clear_error();
+    // make_certified_key refuses a key that is not the certificate's, or not EC or RSA, as
+    // invalid_argument; anything else failed to parse.
     if (!ck)
-      error_ = ck.error() == make_error_code(tls_errc::bad_pem) ? ck.error() : make_error_code(tls_errc::key_mismatch);
+      error_ = ck.error() == make_error_code(errc::invalid_argument) ? make_error_code(tls_errc::key_mismatch)
+                                                                     : make_error_code(tls_errc::bad_pem);
     else if ((*ck)->kind != kind_)
       error_ = errc::invalid_argument;
     else

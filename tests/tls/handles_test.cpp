@@ -819,6 +819,18 @@ TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
     // A second attach is refused, even of the same scalar.
     EXPECT_FALSE(detail::attach_ec_private_key(pub, *fields));
     EXPECT_EQ(ec_material(pub), ec_material(k.get()));
+    // The certificate still encodes as before, and its key's public encoding has no more
+    // than the public key.
+    EXPECT_EQ(der_of(leaf->get()), der_of(c.cert.get()));
+    auto spki = [](EVP_PKEY* key) {
+      unsigned char* out = nullptr;
+      const int n = i2d_PUBKEY(key, &out);
+      std::string s = n > 0 ? std::string(reinterpret_cast<char*>(out), static_cast<std::size_t>(n)) : "";
+      OPENSSL_free(out);
+      return s;
+    };
+    EXPECT_EQ(spki(pub), spki(k.get()));
+    EXPECT_FALSE(spki(pub).empty());
   }
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
@@ -875,6 +887,12 @@ TEST(handles, ec_private_key_attaches_only_to_the_same_public_key_of_the_library
     EXPECT_EQ(set_attach_param(pub, order), 0);
     EXPECT_EQ(set_attach_param(pub, std::string(33, '\xff')), 0);
     EXPECT_FALSE(has_private(pub));
+    // The largest scalar there is, order - 1, is taken (on a key of its own).
+    std::string largest = order;
+    largest.back() = static_cast<char>(largest.back() - 1);
+    auto other_leaf = fresh_leaf();
+    EXPECT_EQ(set_attach_param(X509_get0_pubkey(other_leaf.get()), largest), 1);
+    EXPECT_TRUE(has_private(X509_get0_pubkey(other_leaf.get())));
     // Its other parameters still reach OpenSSL's set_params.
     auto format = [&] {
       char name[32] = "";

@@ -256,27 +256,34 @@ TEST(server_context, takes_chains_and_keys_from_openssls_own_file_readers) {
 
 // load_certified_key_der keeps an EC key in the certificate's own key object: a server
 // serving that pair completes TLS 1.3 and 1.2 handshakes that verify against the CA, signing
-// with the attached private key.
+// with the attached private key, on each curve.
 TEST(server_context, serves_a_key_attached_to_its_certificates_public_key) {
   ASSERT_NE(detail::library_context(), nullptr);
   test_certs certs;
-  auto c = certs.issue({"ctx.test"});
-  X509* chain[] = {certs.ca_cert()};
-  auto ck = load_certified_key_der(letsencrypt::testing::der_of(c.cert.get()),
-                                   letsencrypt::testing::pkcs8_der_of(c.key.get()), chain);
-  ASSERT_TRUE(ck) << ck.error().message();
-  ASSERT_EQ((*ck)->key.get(), X509_get0_pubkey((*ck)->leaf.get()));
   auto cctx = certs.client_context();
-  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
-    SCOPED_TRACE(version);
-    auto made = make_server_context();
-    ASSERT_TRUE(made);
-    ssl_ctx_ptr sctx = std::move(*made);
-    auto st = to_stack((*ck)->chain);
-    ASSERT_TRUE(st);
-    ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx.get(), (*ck)->leaf.get(), (*ck)->key.get(), st->get(), 1), 1);
-    auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", version, nullptr, {});
-    EXPECT_TRUE(m.handshake_done);
-    EXPECT_EQ(m.peer_key_type, EVP_PKEY_EC);
+  X509* chain[] = {certs.ca_cert()};
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    SCOPED_TRACE(curve);
+    evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    ASSERT_TRUE(key);
+    letsencrypt::testing::issue_options o;
+    o.key = key.get();
+    auto c = certs.issue({"ctx.test"}, o);
+    auto ck = load_certified_key_der(letsencrypt::testing::der_of(c.cert.get()),
+                                     letsencrypt::testing::pkcs8_der_of(c.key.get()), chain);
+    ASSERT_TRUE(ck) << ck.error().message();
+    ASSERT_EQ((*ck)->key.get(), X509_get0_pubkey((*ck)->leaf.get()));
+    for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+      SCOPED_TRACE(version);
+      auto made = make_server_context();
+      ASSERT_TRUE(made);
+      ssl_ctx_ptr sctx = std::move(*made);
+      auto st = to_stack((*ck)->chain);
+      ASSERT_TRUE(st);
+      ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx.get(), (*ck)->leaf.get(), (*ck)->key.get(), st->get(), 1), 1);
+      auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", version, nullptr, {});
+      EXPECT_TRUE(m.handshake_done);
+      EXPECT_EQ(m.peer_key_type, EVP_PKEY_EC);
+    }
   }
 }
