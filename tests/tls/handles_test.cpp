@@ -776,25 +776,22 @@ int set_attach_param(EVP_PKEY* k, std::string scalar) {
 TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
   ASSERT_NE(detail::library_context(), nullptr);
   test_certs ca;
-  for (const char* curve : {"P-256", "P-384", "P-521"}) {
-    SCOPED_TRACE(curve);
-    evp_pkey_ptr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
-    ASSERT_TRUE(k);
-    letsencrypt::testing::issue_options o;
-    o.key = k.get();
-    auto c = ca.issue({"attach.example"}, o);
+  for (auto curve : {key_kind::ec_p256, key_kind::ec_p384, key_kind::ec_p521}) {
+    SCOPED_TRACE(static_cast<int>(curve));
+    auto c = ca.issue({"attach.example"}, curve);
+    EVP_PKEY* const k = c.key.get();  // the key written
     auto leaf = parse_certificate_der(der_of(c.cert.get()));
     ASSERT_TRUE(leaf);
     EVP_PKEY* pub = X509_get0_pubkey(leaf->get());
     ASSERT_FALSE(has_private(pub));
-    const std::string der = pkcs8_der_of(k.get());
+    const std::string der = pkcs8_der_of(k);
     auto fields = detail::read_ec_pkcs8_fields(der);
     ASSERT_TRUE(fields);
     const std::uint64_t before = detail::ec_private_keys_attached();
     ASSERT_TRUE(detail::attach_ec_private_key(pub, *fields));
     EXPECT_EQ(detail::ec_private_keys_attached(), before + 1);
-    EXPECT_EQ(ec_material(pub), ec_material(k.get()));
-    EXPECT_EQ(EVP_PKEY_eq(pub, k.get()), 1);
+    EXPECT_EQ(ec_material(pub), ec_material(k));
+    EXPECT_EQ(EVP_PKEY_eq(pub, k), 1);
     EXPECT_EQ(X509_check_private_key(leaf->get(), pub), 1);
     // OpenSSL's own checks of a key pair: the scalar, the point, and that they agree.
     letsencrypt::testing::evp_pkey_ctx_ptr check(EVP_PKEY_CTX_new_from_pkey(detail::library_context(), pub, nullptr));
@@ -809,16 +806,16 @@ TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
     std::size_t sig_len = sizeof sig;
     ASSERT_EQ(EVP_DigestSignInit(sc.get(), nullptr, EVP_sha256(), nullptr, pub), 1);
     ASSERT_EQ(EVP_DigestSign(sc.get(), sig, &sig_len, msg, sizeof msg), 1);
-    ASSERT_EQ(EVP_DigestVerifyInit(vc.get(), nullptr, EVP_sha256(), nullptr, k.get()), 1);
+    ASSERT_EQ(EVP_DigestVerifyInit(vc.get(), nullptr, EVP_sha256(), nullptr, k), 1);
     EXPECT_EQ(EVP_DigestVerify(vc.get(), sig, sig_len, msg, sizeof msg), 1);
     auto pem = to_pem(pub);
     ASSERT_TRUE(pem);
     auto again = load_private_key_pem(*pem);
     ASSERT_TRUE(again);
-    EXPECT_EQ(ec_material(again->get()), ec_material(k.get()));
+    EXPECT_EQ(ec_material(again->get()), ec_material(k));
     // A second attach is refused, even of the same scalar.
     EXPECT_FALSE(detail::attach_ec_private_key(pub, *fields));
-    EXPECT_EQ(ec_material(pub), ec_material(k.get()));
+    EXPECT_EQ(ec_material(pub), ec_material(k));
     // The certificate still encodes as before, and its key's public encoding has no more
     // than the public key.
     EXPECT_EQ(der_of(leaf->get()), der_of(c.cert.get()));
@@ -829,7 +826,7 @@ TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
       OPENSSL_free(out);
       return s;
     };
-    EXPECT_EQ(spki(pub), spki(k.get()));
+    EXPECT_EQ(spki(pub), spki(k));
     EXPECT_FALSE(spki(pub).empty());
   }
   EXPECT_EQ(ERR_peek_error(), 0u);

@@ -262,13 +262,10 @@ TEST(server_context, serves_a_key_attached_to_its_certificates_public_key) {
   test_certs certs;
   auto cctx = certs.client_context();
   X509* chain[] = {certs.ca_cert()};
-  for (const char* curve : {"P-256", "P-384", "P-521"}) {
-    SCOPED_TRACE(curve);
-    evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
-    ASSERT_TRUE(key);
-    letsencrypt::testing::issue_options o;
-    o.key = key.get();
-    auto c = certs.issue({"ctx.test"}, o);
+  using letsencrypt::testing::key_kind;
+  for (auto curve : {key_kind::ec_p256, key_kind::ec_p384, key_kind::ec_p521}) {
+    SCOPED_TRACE(static_cast<int>(curve));
+    auto c = certs.issue({"ctx.test"}, curve);
     auto ck = load_certified_key_der(letsencrypt::testing::der_of(c.cert.get()),
                                      letsencrypt::testing::pkcs8_der_of(c.key.get()), chain);
     ASSERT_TRUE(ck) << ck.error().message();

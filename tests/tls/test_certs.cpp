@@ -24,6 +24,11 @@ namespace {
 }
 
 tls::evp_pkey_ptr make_key(key_kind k) {
+  if (k == key_kind::ec_p384 || k == key_kind::ec_p521) {
+    tls::evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", k == key_kind::ec_p384 ? "P-384" : "P-521"));
+    if (!key) fail("key generation");
+    return key;
+  }
   auto r = k == key_kind::ec_p256 ? tls::generate_ec_p256_key() : tls::generate_rsa_key(2048);
   if (!r) fail("key generation");
   return std::move(r).value();

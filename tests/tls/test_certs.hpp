@@ -14,7 +14,7 @@
 
 namespace letsencrypt::testing {
 
-enum class key_kind { ec_p256, rsa2048 };
+enum class key_kind { ec_p256, ec_p384, ec_p521, rsa2048 };
 
 /// A leaf certificate and its key. chain_pem is the leaf followed by the CA, as a server
 /// sends it; cert_pem is the leaf alone. key_pem is PKCS#8.
