@@ -192,9 +192,10 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
       std::string leaf_der = pem_to_der(blocks[0], "CERTIFICATE");
       if (leaf_der.empty()) fatal(path + ": the first block does not decode");
       result<std::shared_ptr<const tls::deferred_key>> dk = errc::invalid_argument;
-      if (own_keys.count(name) && read_file(certs + "/" + name + ".key", text)) {
-        std::string key_der = pem_to_der(text, "PRIVATE KEY");
-        OPENSSL_cleanse(text.data(), text.size());
+      std::string key_text;  // not `text`: `blocks` point into it
+      if (own_keys.count(name) && read_file(certs + "/" + name + ".key", key_text)) {
+        std::string key_der = pem_to_der(key_text, "PRIVATE KEY");
+        OPENSSL_cleanse(key_text.data(), key_text.size());
         if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
         dk = tls::deferred_key::make(std::move(leaf_der), std::move(key_der), rest, cache);
       } else if (shared) {
@@ -208,11 +209,12 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
       continue;
     }
     result<std::shared_ptr<const tls::certified_key>> ck = errc::invalid_argument;
-    if (own_keys.count(name) && read_file(certs + "/" + name + ".key", text)) {
+    std::string key_text;  // not `text`: `blocks` point into it
+    if (own_keys.count(name) && read_file(certs + "/" + name + ".key", key_text)) {
       // As the Manager loads a certificate with its own PKCS#8 key.
       std::string leaf_der = pem_to_der(blocks[0], "CERTIFICATE");
-      std::string key_der = pem_to_der(text, "PRIVATE KEY");
-      OPENSSL_cleanse(text.data(), text.size());
+      std::string key_der = pem_to_der(key_text, "PRIVATE KEY");
+      OPENSSL_cleanse(key_text.data(), key_text.size());
       if (leaf_der.empty()) fatal(path + ": the first block does not decode");
       if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
       ck = tls::load_certified_key_der(leaf_der, key_der, rest);
