@@ -137,6 +137,18 @@ std::string pem_to_der(std::string_view pem, const char* label) {
   return std::move(blocks->front());
 }
 
+// The PKCS#8 DER of CERTS/NAME.key, or "" when NAME has no readable key file of its own;
+// exits when the file holds no "PRIVATE KEY" block. The text read is cleansed.
+std::string own_key_der(const std::string& certs, const std::string& name,
+                        const std::unordered_set<std::string>& own_keys) {
+  std::string text;
+  if (!own_keys.count(name) || !read_file(certs + "/" + name + ".key", text)) return {};
+  std::string der = pem_to_der(text, "PRIVATE KEY");
+  OPENSSL_cleanse(text.data(), text.size());
+  if (der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
+  return der;
+}
+
 // Loads every DIR/certs/*.crt into `map`; returns the number loaded. Chain certificates
 // that many leafs share (the issuer) are parsed once and shared by reference, as a server
 // holding thousands of certificates from one CA would. With `deferred`, leaves and their own
@@ -192,11 +204,7 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
       std::string leaf_der = pem_to_der(blocks[0], "CERTIFICATE");
       if (leaf_der.empty()) fatal(path + ": the first block does not decode");
       result<std::shared_ptr<const tls::deferred_key>> dk = errc::invalid_argument;
-      std::string key_text;  // not `text`: `blocks` point into it
-      if (own_keys.count(name) && read_file(certs + "/" + name + ".key", key_text)) {
-        std::string key_der = pem_to_der(key_text, "PRIVATE KEY");
-        OPENSSL_cleanse(key_text.data(), key_text.size());
-        if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
+      if (std::string key_der = own_key_der(certs, name, own_keys); !key_der.empty()) {
         dk = tls::deferred_key::make(std::move(leaf_der), std::move(key_der), rest, cache);
       } else if (shared) {
         dk = tls::deferred_key::make(std::move(leaf_der), shared.get(), rest, cache);
@@ -209,14 +217,10 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
       continue;
     }
     result<std::shared_ptr<const tls::certified_key>> ck = errc::invalid_argument;
-    std::string key_text;  // not `text`: `blocks` point into it
-    if (own_keys.count(name) && read_file(certs + "/" + name + ".key", key_text)) {
+    if (std::string key_der = own_key_der(certs, name, own_keys); !key_der.empty()) {
       // As the Manager loads a certificate with its own PKCS#8 key.
       std::string leaf_der = pem_to_der(blocks[0], "CERTIFICATE");
-      std::string key_der = pem_to_der(key_text, "PRIVATE KEY");
-      OPENSSL_cleanse(key_text.data(), key_text.size());
       if (leaf_der.empty()) fatal(path + ": the first block does not decode");
-      if (key_der.empty()) fatal(certs + "/" + name + ".key: no PKCS#8 \"PRIVATE KEY\" block");
       ck = tls::load_certified_key_der(leaf_der, key_der, rest);
       OPENSSL_cleanse(key_der.data(), key_der.size());
     } else if (shared) {
