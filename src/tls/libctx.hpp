@@ -6,9 +6,9 @@
 namespace letsencrypt::tls::detail {
 
 /// The library context certificates are parsed in, keys made in and server SSL_CTXs made
-/// in: one provider that offers the default provider's algorithms, with its decoders
-/// narrowed to what a certificate's public key needs and its TLS13-KDF the library's own
-/// (tls13_kdf.hpp; see libctx.cpp for why). Made on first
+/// in: one provider that offers the default provider's algorithms, narrowed to what TLS,
+/// certificates and key files use (its decoders to what a certificate's public key needs),
+/// with its TLS13-KDF the library's own (tls13_kdf.hpp; see libctx.cpp for why). Made on first
 /// use and kept until OPENSSL_cleanup. Null, meaning OpenSSL's default context, while that
 /// context has FIPS properties on by default or any provider active besides default and
 /// base (asked at each call, so a provider loaded later takes effect for what is made after

@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
 #include <openssl/provider.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -582,6 +585,51 @@ TEST(handles, the_library_context_keeps_the_key_managers_tls_needs_and_keys_of_o
   ASSERT_TRUE(read) << read.error().message();
   EXPECT_EQ(provider_name(read->get()), "default");
   EXPECT_EQ(EVP_PKEY_eq(read->get(), dsa.get()), 1);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+// Each operation's table is narrowed to what TLS, certificates and key files use, because
+// every certificate parse walks the whole store of EVP algorithms (libctx.cpp).
+TEST(handles, the_library_context_keeps_the_algorithms_tls_needs_and_not_the_others) {
+  OSSL_LIB_CTX* lib = detail::library_context();
+  ASSERT_NE(lib, nullptr);
+  // As a server context's set-up fills the store, before anything is counted.
+  ssl_ctx_ptr server(SSL_CTX_new_ex(lib, nullptr, TLS_server_method()));
+  ASSERT_TRUE(server);
+  ERR_set_mark();
+  auto offers = [lib](auto fetch, auto free, const char* name) {
+    auto* a = fetch(lib, name, nullptr);
+    free(a);
+    return a != nullptr;
+  };
+  auto cipher = [&](const char* n) { return offers(EVP_CIPHER_fetch, EVP_CIPHER_free, n); };
+  auto digest = [&](const char* n) { return offers(EVP_MD_fetch, EVP_MD_free, n); };
+  auto mac = [&](const char* n) { return offers(EVP_MAC_fetch, EVP_MAC_free, n); };
+  auto kdf = [&](const char* n) { return offers(EVP_KDF_fetch, EVP_KDF_free, n); };
+  auto exchange = [&](const char* n) { return offers(EVP_KEYEXCH_fetch, EVP_KEYEXCH_free, n); };
+  auto signature = [&](const char* n) { return offers(EVP_SIGNATURE_fetch, EVP_SIGNATURE_free, n); };
+  for (const char* n : {"AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305", "AES-128-CCM", "AES-256-CBC", "AES-256-CTR",
+                        "AES-128-CBC-HMAC-SHA256"})
+    EXPECT_TRUE(cipher(n)) << n;
+  for (const char* n : {"CAMELLIA-128-CBC", "ARIA-128-GCM", "DES-EDE3-CBC", "SM4-CBC", "AES-128-XTS"})
+    EXPECT_FALSE(cipher(n)) << n;
+  for (const char* n : {"SHA1", "SHA2-256", "SHA2-384", "SHA3-256", "SHAKE-256", "MD5-SHA1"}) EXPECT_TRUE(digest(n)) << n;
+  for (const char* n : {"SM3", "RIPEMD-160", "BLAKE2B-512"}) EXPECT_FALSE(digest(n)) << n;
+  EXPECT_TRUE(mac("HMAC"));
+  EXPECT_FALSE(mac("SIPHASH"));
+  for (const char* n : {"HKDF", "TLS13-KDF", "TLS1-PRF", "PBKDF2"}) EXPECT_TRUE(kdf(n)) << n;
+  for (const char* n : {"SSHKDF", "KRB5KDF", "X942KDF-ASN1"}) EXPECT_FALSE(kdf(n)) << n;
+  for (const char* n : {"ECDH", "X25519", "DH"}) EXPECT_TRUE(exchange(n)) << n;
+  EXPECT_FALSE(exchange("HKDF"));
+  for (const char* n : {"ECDSA", "RSA", "ED25519", "HMAC"}) EXPECT_TRUE(signature(n)) << n;
+  for (const char* n : {"DSA", "SM2", "SIPHASH"}) EXPECT_FALSE(signature(n)) << n;
+  ERR_pop_to_mark();
+  int ciphers = 0;
+  EVP_CIPHER_do_all_provided(lib, [](EVP_CIPHER*, void* n) { ++*static_cast<int*>(n); }, &ciphers);
+  EXPECT_LE(ciphers, 24) << "the default provider offers 124";
+  // The context's random generator (CTR-DRBG over AES-256-CTR) still runs.
+  unsigned char bytes[32] = {};
+  EXPECT_EQ(RAND_bytes_ex(lib, bytes, sizeof bytes, 0), 1);
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 

@@ -55,6 +55,31 @@ int empty_provider_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSS
   return 1;
 }
 
+// Puts a P-256 and an RSA certificate for "ctx.test" from `certs` on `sctx`, read as the
+// loaders read them, each checked to live in the library context.
+void serve_ec_and_rsa(SSL_CTX* sctx, test_certs& certs) {
+  ASSERT_TRUE(sctx);
+  for (auto kind : {letsencrypt::testing::key_kind::ec_p256, letsencrypt::testing::key_kind::rsa2048}) {
+    auto leaf = certs.issue({"ctx.test"}, kind);
+    auto chain = load_certificate_chain_pem(leaf.chain_pem);
+    auto key = load_private_key_pem(leaf.key_pem);
+    ASSERT_TRUE(chain && key);
+    EXPECT_EQ(provider_name(X509_get0_pubkey((*chain)[0].get())), "letsencrypt-default-filtered");
+    EXPECT_EQ(provider_name(key->get()), "letsencrypt-default-filtered");
+    x509_stack_ptr rest(sk_X509_new_null());
+    ASSERT_EQ(sk_X509_push(rest.get(), up_ref((*chain)[1].get()).release()), 1);
+    ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx, (*chain)[0].get(), key->get(), rest.get(), 1), 1);
+  }
+}
+
+// make_server_context() with serve_ec_and_rsa's certificates; null when it fails.
+ssl_ctx_ptr ec_and_rsa_server(test_certs& certs) {
+  auto made = make_server_context();
+  if (!made) return nullptr;
+  serve_ec_and_rsa(made->get(), certs);
+  return std::move(*made);
+}
+
 }  // namespace
 
 TEST(server_context, server_order_wins_over_a_client_that_prefers_aes256) {
@@ -153,23 +178,11 @@ TEST(server_context, refuses_unknown_lists_and_old_versions) {
 
 TEST(server_context, lives_in_the_library_context_and_serves_what_the_loaders_read) {
   ASSERT_NE(detail::library_context(), nullptr) << "the default provider is available and FIPS is off here";
-  auto made = make_server_context();
-  ASSERT_TRUE(made);
-  ssl_ctx_ptr sctx = std::move(*made);
   // EC and RSA certificates and keys as the loaders read them, on one context: every group
   // and signature the handshake needs is there, and the client sees each certificate.
   test_certs certs;
-  for (auto kind : {letsencrypt::testing::key_kind::ec_p256, letsencrypt::testing::key_kind::rsa2048}) {
-    auto leaf = certs.issue({"ctx.test"}, kind);
-    auto chain = load_certificate_chain_pem(leaf.chain_pem);
-    auto key = load_private_key_pem(leaf.key_pem);
-    ASSERT_TRUE(chain && key);
-    EXPECT_EQ(provider_name(X509_get0_pubkey((*chain)[0].get())), "letsencrypt-default-filtered");
-    EXPECT_EQ(provider_name(key->get()), "letsencrypt-default-filtered");
-    x509_stack_ptr rest(sk_X509_new_null());
-    ASSERT_EQ(sk_X509_push(rest.get(), up_ref((*chain)[1].get()).release()), 1);
-    ASSERT_EQ(SSL_CTX_use_cert_and_key(sctx.get(), (*chain)[0].get(), key->get(), rest.get(), 1), 1);
-  }
+  ssl_ctx_ptr sctx = ec_and_rsa_server(certs);
+  ASSERT_TRUE(sctx && !HasFatalFailure());
   auto cctx = certs.client_context();
   for (const char* sigalgs : {"ECDSA+SHA256", "rsa_pss_rsae_sha256"}) {
     SCOPED_TRACE(sigalgs);
@@ -185,6 +198,39 @@ TEST(server_context, lives_in_the_library_context_and_serves_what_the_loaders_re
       }
       EXPECT_EQ(m.peer_key_type, std::string_view(sigalgs).starts_with("ECDSA") ? EVP_PKEY_EC : EVP_PKEY_RSA);
     }
+  }
+}
+
+// The library context keeps only the ciphers TLS uses (libctx.cpp): every suite the server
+// offers by default still handshakes there, for both key types.
+TEST(server_context, every_default_suite_handshakes_in_the_library_context) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  test_certs certs;
+  ssl_ctx_ptr sctx = ec_and_rsa_server(certs);
+  ASSERT_TRUE(sctx && !HasFatalFailure());
+  const server_context_options defaults;
+  std::vector<std::string> tls12;
+  for (std::string_view rest = defaults.tls12_ciphers; !rest.empty();) {
+    const auto colon = rest.find(':');
+    tls12.emplace_back(rest.substr(0, colon));
+    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+  }
+  ASSERT_EQ(tls12.size(), 6u);
+  for (const std::string& cipher : tls12) {
+    SCOPED_TRACE(cipher);
+    auto cctx = certs.client_context();
+    ASSERT_EQ(SSL_CTX_set_cipher_list(cctx.get(), cipher.c_str()), 1);
+    auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", TLS1_2_VERSION, nullptr, {});
+    EXPECT_TRUE(m.handshake_done);
+    EXPECT_EQ(m.suite, cipher);
+  }
+  for (const char* suite : {"TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_256_GCM_SHA384"}) {
+    SCOPED_TRACE(suite);
+    auto cctx = certs.client_context();
+    ASSERT_EQ(SSL_CTX_set_ciphersuites(cctx.get(), suite), 1);
+    auto m = letsencrypt::testing::connect_in_memory(cctx.get(), sctx.get(), "ctx.test", TLS1_3_VERSION, nullptr, {});
+    EXPECT_TRUE(m.handshake_done);
+    EXPECT_EQ(m.suite, suite);
   }
 }
 
