@@ -25,18 +25,20 @@ std::optional<ec_pkcs8_fields> read_ec_pkcs8_fields(std::string_view der) noexce
 /// returns nullopt or OpenSSL refuses the key.
 evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept;
 
-/// Gives `public_key`, a public EC key of the library context (a certificate's), the
-/// private scalar of `key` (see attach_private_key_param), when `key` is on the same curve
-/// and carries the same public point: the scalar then belongs to the public key as much as
-/// a key read whole belongs to its certificate (X509_check_private_key compares the same
-/// points). False, with `public_key` unchanged, otherwise, and when the key has a private
-/// part already or is not the library context's (whose key manager ignores the parameter).
+/// Gives the public EC key of `leaf`, a certificate parsed in the library context, the
+/// private scalar of `key` (see attach_private_key_param), when `key` is on the curve the
+/// certificate names and carries the point the certificate encodes, byte for byte: the
+/// scalar then belongs to the public key as much as a key read whole belongs to its
+/// certificate (X509_check_private_key compares the same points). False, with the key
+/// unchanged, otherwise (a certificate that encodes its point compressed included: the
+/// caller then reads the key whole), and when the key has a private part already or is not
+/// the library context's (whose key manager ignores the parameter).
 /// As OpenSSL's own import and X509_check_private_key, it does not check that the scalar
 /// makes the point: a key file with the right point and a wrong scalar loads, and its
-/// signatures fail. Call it only on the key of a certificate just parsed, before anything
-/// else has used the key: OpenSSL 3.0 keeps a legacy EC_KEY made by EVP_PKEY_get0_EC_KEY and
-/// its kin for good, and one made before the attach would stay without the private part.
-/// Not thread-safe for one key.
-bool attach_ec_private_key(EVP_PKEY* public_key, const ec_pkcs8_fields& key) noexcept;
+/// signatures fail. Call it only on a certificate just parsed, before anything else has
+/// used its key: OpenSSL 3.0 keeps a legacy EC_KEY made by EVP_PKEY_get0_EC_KEY and its kin
+/// for good, and one made before the attach would stay without the private part.
+/// Not thread-safe for one certificate.
+bool attach_ec_private_key(X509* leaf, const ec_pkcs8_fields& key) noexcept;
 
 }  // namespace letsencrypt::tls::detail

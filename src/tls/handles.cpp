@@ -414,18 +414,26 @@ evp_pkey_ptr read_ec_pkcs8(std::string_view der) noexcept {
   return out;
 }
 
-bool attach_ec_private_key(EVP_PKEY* public_key, const ec_pkcs8_fields& key) noexcept {
+bool attach_ec_private_key(X509* leaf, const ec_pkcs8_fields& key) noexcept {
+  EVP_PKEY* const public_key = leaf ? X509_get0_pubkey(leaf) : nullptr;
   if (!public_key || EVP_PKEY_is_a(public_key, "EC") != 1) return false;
   ERR_set_mark();  // what the checks below queue is theirs; the caller's errors stay
-  char group[32];
-  std::size_t group_len = 0;
-  unsigned char point[1 + 2 * 66];
-  std::size_t point_len = 0;
-  const bool same = EVP_PKEY_get_group_name(public_key, group, sizeof group, &group_len) == 1 &&
-                    std::string_view(group, group_len) == key.group_name &&
-                    EVP_PKEY_get_octet_string_param(public_key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                                    sizeof point, &point_len) == 1 &&
-                    std::string_view(reinterpret_cast<const char*>(point), point_len) == key.public_point;
+  // The certificate's own encoding of the key its key object was decoded from: the curve's
+  // OID and the point's bytes as they stand. Asking the key for its encoded point instead
+  // would convert the point to affine coordinates again, a field inversion per certificate.
+  const unsigned char* bits = nullptr;
+  int bits_len = 0;
+  X509_ALGOR* algorithm = nullptr;
+  const ASN1_OBJECT* curve = nullptr;
+  int curve_type = V_ASN1_UNDEF;
+  const void* curve_value = nullptr;
+  if (X509_PUBKEY_get0_param(nullptr, &bits, &bits_len, &algorithm, X509_get_X509_PUBKEY(leaf)) == 1 && algorithm)
+    X509_ALGOR_get0(&curve, &curve_type, &curve_value, algorithm);
+  const int want_curve = OBJ_sn2nid(key.group_name);
+  const bool same = bits && bits_len > 0 && curve_type == V_ASN1_OBJECT && want_curve != NID_undef &&
+                    OBJ_obj2nid(static_cast<const ASN1_OBJECT*>(curve_value)) == want_curve &&
+                    std::string_view(reinterpret_cast<const char*>(bits), static_cast<std::size_t>(bits_len)) ==
+                        key.public_point;
   bool attached = false;
   if (same) {
     unsigned char scalar[66];

@@ -367,8 +367,8 @@ result<std::shared_ptr<const certified_key>> load_certified_key_der(std::string_
                                                                     std::span<X509* const> chain) {
   LE_TRY(leaf, parse_certificate_der(leaf_der));
   if (const auto fields = detail::read_ec_pkcs8_fields(key_der)) {
-    EVP_PKEY* const pub = X509_get0_pubkey(leaf.get());
-    if (detail::attach_ec_private_key(pub, *fields)) return make_certified_key(leaf.get(), pub, chain);
+    if (detail::attach_ec_private_key(leaf.get(), *fields))
+      return make_certified_key(leaf.get(), X509_get0_pubkey(leaf.get()), chain);
   }
   LE_TRY(key, load_private_key_der(key_der));
   return make_certified_key(leaf.get(), key.get(), chain);

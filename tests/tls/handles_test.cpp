@@ -836,7 +836,7 @@ TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
     auto fields = detail::read_ec_pkcs8_fields(der);
     ASSERT_TRUE(fields);
     const std::uint64_t before = detail::ec_private_keys_attached();
-    ASSERT_TRUE(detail::attach_ec_private_key(pub, *fields));
+    ASSERT_TRUE(detail::attach_ec_private_key(leaf->get(), *fields));
     EXPECT_EQ(detail::ec_private_keys_attached(), before + 1);
     EXPECT_EQ(ec_material(pub), ec_material(k));
     EXPECT_EQ(EVP_PKEY_eq(pub, k), 1);
@@ -862,7 +862,7 @@ TEST(handles, ec_private_key_attaches_to_its_certificates_public_key) {
     ASSERT_TRUE(again);
     EXPECT_EQ(ec_material(again->get()), ec_material(k));
     // A second attach is refused, even of the same scalar.
-    EXPECT_FALSE(detail::attach_ec_private_key(pub, *fields));
+    EXPECT_FALSE(detail::attach_ec_private_key(leaf->get(), *fields));
     EXPECT_EQ(ec_material(pub), ec_material(k));
     // The certificate still encodes as before, and its key's public encoding has no more
     // than the public key.
@@ -902,17 +902,28 @@ TEST(handles, ec_private_key_attaches_only_to_the_same_public_key_of_the_library
     return f.value_or(detail::ec_pkcs8_fields{"", {}, {}});
   };
   // Refused, and the public key left without a private part.
-  auto refused = [](EVP_PKEY* pub, const detail::ec_pkcs8_fields& f) {
-    EXPECT_FALSE(detail::attach_ec_private_key(pub, f));
-    EXPECT_FALSE(has_private(pub));
+  auto refused = [](X509* leaf, const detail::ec_pkcs8_fields& f) {
+    EXPECT_FALSE(detail::attach_ec_private_key(leaf, f));
+    EXPECT_FALSE(has_private(X509_get0_pubkey(leaf)));
   };
-  refused(X509_get0_pubkey(fresh_leaf().get()), fields_of(other_der));
-  refused(X509_get0_pubkey(fresh_leaf().get()), fields_of(p384_der));
+  refused(fresh_leaf().get(), fields_of(other_der));
+  refused(fresh_leaf().get(), fields_of(p384_der));
   // The right scalar with another certificate's public point in the key file: the points
   // decide, as X509_check_private_key's do.
   detail::ec_pkcs8_fields bent = fields_of(own_der);
   bent.public_point = fields_of(other_der).public_point;
-  refused(X509_get0_pubkey(fresh_leaf().get()), bent);
+  refused(fresh_leaf().get(), bent);
+  // A certificate that encodes its point compressed, with the key file's point uncompressed:
+  // the bytes differ, so the attach declines (load_certified_key_der then reads the key
+  // whole: sni_map_test.cpp).
+  {
+    letsencrypt::testing::issue_options o;
+    o.compressed_point = true;
+    auto compressed = ca.issue({"attach.example"}, o);
+    auto leaf = parse_certificate_der(der_of(compressed.cert.get()));
+    ASSERT_TRUE(leaf);
+    refused(leaf->get(), fields_of(pkcs8_der_of(compressed.key.get())));
+  }
   // A certificate parsed in OpenSSL's default context: its key manager ignores the
   // parameter, and the attach says so.
   {
@@ -920,7 +931,7 @@ TEST(handles, ec_private_key_attaches_only_to_the_same_public_key_of_the_library
     x509_ptr plain(d2i_X509(nullptr, &p, static_cast<long>(cert_der.size())));
     ASSERT_TRUE(plain);
     EXPECT_EQ(provider_name(X509_get0_pubkey(plain.get())), "default");
-    refused(X509_get0_pubkey(plain.get()), fields_of(own_der));
+    refused(plain.get(), fields_of(own_der));
   }
   // The key manager refuses a zero scalar and one not below the group order.
   {

@@ -94,6 +94,19 @@ TEST_F(sni_map_test, load_certified_key_der_shares_the_certificates_key_object_w
   EXPECT_EQ((*r)->kind, tls::key_kind::rsa);
   EXPECT_EQ(EVP_PKEY_eq((*r)->key.get(), rsa.key.get()), 1);
 
+  // A certificate that encodes its point compressed, with the key file's uncompressed: the
+  // certificate's key object cannot take the scalar, and the key is read whole.
+  {
+    letsencrypt::testing::issue_options o;
+    o.compressed_point = true;
+    auto compressed = ca_->issue({"l.example"}, o);
+    auto c = load(compressed);
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_NE((*c)->key.get(), X509_get0_pubkey((*c)->leaf.get()));
+    EXPECT_EQ(EVP_PKEY_eq((*c)->key.get(), compressed.key.get()), 1);
+    EXPECT_EQ((*c)->kind, tls::key_kind::ecdsa);
+  }
+
   // Another certificate's key: refused as make_certified_key refuses it.
   auto wrong = tls::load_certified_key_der(der_of(ec.cert.get()), pkcs8_der_of(rsa.key.get()), chain);
   ASSERT_FALSE(wrong);

@@ -1,6 +1,7 @@
 #include "test_certs.hpp"
 
 #include <arpa/inet.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
@@ -122,7 +123,13 @@ test_certs::~test_certs() {
 issued_cert test_certs::issue(const std::vector<std::string>& names, issue_options o) const {
   auto key = o.key ? tls::up_ref(o.key) : make_key(o.kind);
   std::string cn = !o.common_name.empty() ? o.common_name : (names.empty() ? "leaf" : names.front());
+  auto set_format = [&](const char* format) {
+    if (EVP_PKEY_set_utf8_string_param(key.get(), OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, format) != 1)
+      fail("EVP_PKEY_set_utf8_string_param(point format)");
+  };
+  if (o.compressed_point) set_format(OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_COMPRESSED);
   auto cert = make_cert(key.get(), cn, ca_.get(), ca_key_.get(), false, names, o.not_before, o.not_after);
+  if (o.compressed_point) set_format(OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED);
   return finish(std::move(cert), std::move(key), ca_pem_);
 }
 

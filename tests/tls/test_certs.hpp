@@ -35,6 +35,9 @@ struct issue_options {
   std::string common_name;
   /// Certify this key (up-ref'd) instead of a new one of `kind` (e.g. a CSR's key).
   EVP_PKEY* key = nullptr;
+  /// For an EC key: the certificate encodes its public point compressed, while the key (and
+  /// key_pem) keeps the point uncompressed, as OpenSSL writes keys by default.
+  bool compressed_point = false;
 };
 
 /// Throws std::runtime_error when OpenSSL fails (test setup only). Owns a temporary
