@@ -183,9 +183,10 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
   std::vector<tls::sni_update> batch;
   std::size_t loaded = 0;
   auto flush = [&] {
-    auto r = map.apply(batch);
+    const std::size_t n = batch.size();
+    auto r = map.apply(std::move(batch));
     if (!r) fatal("cannot load the SNI map: " + r.error().message());
-    loaded += batch.size();
+    loaded += n;
     batch.clear();
   };
   for (const auto& name : names) {

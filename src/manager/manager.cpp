@@ -412,7 +412,7 @@ void manager::impl::add_updates(std::vector<tls::sni_update>& ups, const store::
 void manager::impl::install_cert(const store::cert_record& rec, const loaded_cert& lc, bool from_cache) {
   std::vector<tls::sni_update> ups;
   add_updates(ups, rec, lc);
-  (void)map_.apply(ups);
+  (void)map_.apply(std::move(ups));
   record_meta(rec, lc, from_cache);
 }
 
@@ -473,7 +473,7 @@ result<void> manager::impl::load_state(const store::state& s) {
   // a write copies each shard it changes, so a write per certificate would copy a shard
   // once per certificate (minutes at 100k names).
   for (const auto& [rec, lc] : loaded) record_meta(*rec, lc, true);
-  (void)map_.apply(ups);
+  (void)map_.apply(std::move(ups));
   auto now = sys_clock::now();
   for (const auto& [name, rl] : s.rate_limits) {
     token_bucket::state st{rl.tokens, rl.last_refill};

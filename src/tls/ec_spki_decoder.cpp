@@ -170,8 +170,15 @@ const OSSL_DISPATCH* ec_spki_decoder_functions(const OSSL_DISPATCH* openssl_spki
   // its groups in the default context. A group's context only supplies randomness to point
   // arithmetic given no BN_CTX, which a public key's group is never used for.
   for (curve& c : curves) {
-    if (!c.group) c.group = EC_GROUP_new_by_curve_name_ex(key_ctx, nullptr, c.nid);
-    if (!c.group) return nullptr;
+    if (!c.group) {
+      c.group = EC_GROUP_new_by_curve_name_ex(key_ctx, nullptr, c.nid);
+      if (!c.group) return nullptr;
+      // Every key copies this group. The curve's seed (how its parameters were generated)
+      // enters no computation and is written only with explicit parameters, where it is
+      // optional and OpenSSL's matching of parameters to a named curve skips it when
+      // absent: 32 bytes per key not copied.
+      EC_GROUP_set_seed(c.group, nullptr, 0);
+    }
   }
   openssl_does_selection = selection_fn;
   ec_export_fn = reinterpret_cast<OSSL_FUNC_keymgmt_export_fn*>(ec_export);

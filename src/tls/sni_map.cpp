@@ -228,7 +228,7 @@ class slot_array {
  public:
   explicit slot_array(std::size_t cap) : cap_(cap) {
     const std::size_t bytes = cap * sizeof(slot);
-    if (bytes >= huge_page)
+    if (bytes >= huge_page && bytes % huge_page == 0)
       p_ = map_huge(bytes);
     else if (bytes >= map_from)
       p_ = map_plain(bytes);
@@ -248,6 +248,16 @@ class slot_array {
 
   slot& operator[](std::size_t i) noexcept { return p_[i]; }
   const slot& operator[](std::size_t i) const noexcept { return p_[i]; }
+
+  /// At least `wanted` slots, rounded up to what the array's memory holds anyway: whole
+  /// pages when it is mapped, and whole huge pages from half a huge page on (from 8193 names
+  /// in a shard), so a large table gets them rather than falling just short of one.
+  static std::size_t capacity_for(std::size_t wanted) noexcept {
+    constexpr std::size_t per_page = 4096 / sizeof(slot), per_huge = huge_page / sizeof(slot);
+    if (wanted > per_huge / 2) return (wanted + per_huge - 1) / per_huge * per_huge;
+    if (wanted * sizeof(slot) >= map_from) return (wanted + per_page - 1) / per_page * per_page;
+    return wanted;
+  }
 
  private:
   static constexpr std::size_t huge_page = std::size_t{2} << 20;
@@ -278,30 +288,40 @@ class slot_array {
 
 }  // namespace
 
+// Slots are twice the names a table was built for (rounded up to whole pages), so it is at
+// most half full once built (probes stay short) and no emptier than it need be: a
+// power-of-two size would leave it between a quarter and half full, and at 100k names in 64
+// shards 38% full, 40 bytes more per name. A name's first slot is the low 32 bits of its hash scaled to the size (the shard
+// takes bits from the top half), so any size spreads names evenly.
 struct sni_map::table {
-  std::size_t mask;
+  std::size_t cap;
   std::size_t count = 0;
   slot_array slots;
 
   explicit table(std::size_t entries)
-      : mask(std::bit_ceil(std::max<std::size_t>(8, entries * 2)) - 1), slots(mask + 1) {}
+      : cap(slot_array::capacity_for(std::max<std::size_t>(8, entries * 2))), slots(cap) {}
+
+  std::size_t home(std::uint64_t h) const noexcept {
+    return static_cast<std::size_t>(((h & 0xffffffffu) * static_cast<std::uint64_t>(cap)) >> 32);
+  }
+  std::size_t next(std::size_t i) const noexcept { return i + 1 == cap ? 0 : i + 1; }
 
   void put(std::uint64_t h, std::shared_ptr<const sni_entry> e) {
-    std::size_t i = static_cast<std::size_t>(h) & mask;
-    while (slots[i].entry) i = (i + 1) & mask;
+    std::size_t i = home(h);
+    while (slots[i].entry) i = next(i);
     slots[i].set(h, std::move(e));
     ++count;
   }
 
   // Replaces the entry of the same name or adds one; the table is not yet published.
   void upsert(std::uint64_t h, std::shared_ptr<const sni_entry> e) {
-    std::size_t i = static_cast<std::size_t>(h) & mask;
+    std::size_t i = home(h);
     while (slots[i].entry) {
       if (slots[i].holds(e->name, h)) {
         slots[i].entry = std::move(e);
         return;
       }
-      i = (i + 1) & mask;
+      i = next(i);
     }
     slots[i].set(h, std::move(e));
     ++count;
@@ -309,17 +329,17 @@ struct sni_map::table {
 
   // Linear probing without tombstones: later slots of the run move back over the hole.
   bool erase(std::uint64_t h, std::string_view name) {
-    std::size_t i = static_cast<std::size_t>(h) & mask;
-    for (;; i = (i + 1) & mask) {
+    std::size_t i = home(h);
+    for (;; i = next(i)) {
       if (!slots[i].entry) return false;
       if (slots[i].holds(name, h)) break;
     }
     std::size_t j = i;
     for (;;) {
-      j = (j + 1) & mask;
+      j = next(j);
       if (!slots[j].entry) break;
-      const std::size_t home = static_cast<std::size_t>(slots[j].hash) & mask;
-      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      const std::size_t at = home(slots[j].hash);
+      const bool stays = i <= j ? (i < at && at <= j) : (i < at || at <= j);
       if (stays) continue;
       slots[i] = std::move(slots[j]);
       i = j;
@@ -330,12 +350,12 @@ struct sni_map::table {
   }
 
   const slot* find(std::string_view name, std::uint64_t h) const noexcept {
-    std::size_t i = static_cast<std::size_t>(h) & mask;
+    std::size_t i = home(h);
     for (;;) {
       const slot& s = slots[i];
       if (!s.entry) return nullptr;
       if (s.holds(name, h)) return &s;
-      i = (i + 1) & mask;
+      i = next(i);
     }
   }
 };
@@ -687,8 +707,10 @@ std::shared_ptr<const sni_entry> sni_map::lookup(std::string_view name) const no
 struct sni_map::change {
   std::uint64_t hash;
   std::size_t shard;
-  std::string name;
+  std::string removed;                     // the name, for a removal only
   std::shared_ptr<const sni_entry> entry;  // null: remove
+
+  std::string_view name() const noexcept { return entry ? std::string_view(entry->name) : std::string_view(removed); }
 };
 
 namespace {
@@ -721,22 +743,27 @@ void sni_map::apply_locked(std::span<change> changes) {
     while (end < changes.size() && changes[end].shard == s) ++end;
     const table* old = shards_[s].load(std::memory_order_relaxed);
     const std::size_t old_count = old ? old->count : 0;
-    auto t = std::make_unique<table>(old_count + (end - i));
+    // Sized for the names it will hold: replacements of names already there (a renewal, a
+    // reload) add none, so a table stays half full rather than a quarter.
+    std::size_t added = 0;
+    for (std::size_t k = i; k < end; ++k)
+      if (changes[k].entry && !(old && old->find(changes[k].name(), changes[k].hash))) ++added;
+    auto t = std::make_unique<table>(old_count + added);
     if (old)
-      for (std::size_t k = 0; k <= old->mask; ++k)
+      for (std::size_t k = 0; k < old->cap; ++k)
         if (old->slots[k].entry) t->put(old->slots[k].hash, old->slots[k].entry);
     for (std::size_t k = i; k < end; ++k) {
       change& c = changes[k];
       if (c.entry)
         t->upsert(c.hash, std::move(c.entry));
       else
-        t->erase(c.hash, c.name);
+        t->erase(c.hash, c.removed);
     }
     if (t->count == 0) {
       t.reset();
-    } else if (t->count * 8 < t->mask + 1 && t->mask + 1 > 16) {
+    } else if (t->count * 8 < t->cap && t->cap > 16) {
       auto smaller = std::make_unique<table>(t->count);
-      for (std::size_t k = 0; k <= t->mask; ++k)
+      for (std::size_t k = 0; k < t->cap; ++k)
         if (t->slots[k].entry) smaller->put(t->slots[k].hash, std::move(t->slots[k].entry));
       t = std::move(smaller);
     }
@@ -821,11 +848,41 @@ result<void> sni_map::apply(std::span<const sni_update> updates) {
     LE_TRY(n, normalise_name(u.name));
     if (!valid_update(u)) return errc::invalid_argument;
     const std::uint64_t h = hash(n);
-    std::shared_ptr<const sni_entry> e;
-    if (!u.keys.empty() || !u.deferred.empty())
-      e = std::make_shared<const sni_entry>(sni_entry{n, u.keys, u.deferred});
-    changes.push_back({h, shard_of(h), std::move(n), std::move(e)});
+    if (u.keys.empty() && u.deferred.empty())
+      changes.push_back({h, shard_of(h), std::move(n), nullptr});
+    else
+      changes.push_back({h, shard_of(h), {}, std::make_shared<const sni_entry>(sni_entry{std::move(n), u.keys, u.deferred})});
   }
+  std::lock_guard lock(write_mutex_);
+  apply_locked(changes);
+  collect_locked();
+  return ok();
+}
+
+result<void> sni_map::apply(std::vector<sni_update>&& updates) {
+  // Every update is checked before any is taken apart, so a refused batch is left whole.
+  for (const sni_update& u : updates) {
+    char buf[256];
+    std::size_t len = 0;
+    if (!normalise_into(u.name, buf, len)) return errc::invalid_name;
+    if (!valid_update(u)) return errc::invalid_argument;
+  }
+  std::vector<change> changes;
+  changes.reserve(updates.size());
+  for (sni_update& u : updates) {
+    char buf[256];
+    std::size_t len = 0;
+    (void)normalise_into(u.name, buf, len);
+    const std::string_view n(buf, len);
+    std::string name = n == u.name ? std::move(u.name) : std::string(n);
+    const std::uint64_t h = hash(name);
+    if (u.keys.empty() && u.deferred.empty())
+      changes.push_back({h, shard_of(h), std::move(name), nullptr});
+    else
+      changes.push_back({h, shard_of(h), {},
+                         std::make_shared<const sni_entry>(sni_entry{std::move(name), std::move(u.keys), std::move(u.deferred)})});
+  }
+  updates.clear();
   std::lock_guard lock(write_mutex_);
   apply_locked(changes);
   collect_locked();
@@ -836,8 +893,7 @@ result<void> sni_map::set(std::string_view name, std::vector<std::shared_ptr<con
   LE_TRY(n, normalise_name(name));
   if (!valid_keys(keys)) return errc::invalid_argument;
   const std::uint64_t h = hash(n);
-  auto e = std::make_shared<const sni_entry>(sni_entry{n, std::move(keys)});
-  change c{h, shard_of(h), std::move(n), std::move(e)};
+  change c{h, shard_of(h), {}, std::make_shared<const sni_entry>(sni_entry{std::move(n), std::move(keys)})};
   std::lock_guard lock(write_mutex_);
   apply_locked({&c, 1});
   collect_locked();
@@ -859,8 +915,7 @@ result<void> sni_map::insert(std::string_view name, std::shared_ptr<const certif
       if (d->kind() != key->kind) deferred.push_back(d);
   }
   keys.push_back(std::move(key));
-  auto e = std::make_shared<const sni_entry>(sni_entry{n, std::move(keys), std::move(deferred)});
-  change c{h, shard_of(h), std::move(n), std::move(e)};
+  change c{h, shard_of(h), {}, std::make_shared<const sni_entry>(sni_entry{std::move(n), std::move(keys), std::move(deferred)})};
   apply_locked({&c, 1});
   collect_locked();
   return ok();
@@ -879,9 +934,16 @@ result<bool> sni_map::remove(std::string_view name) {
 
 int sni_map_test_access::owned_stripes_claimed() noexcept { return std::popcount(claimed_stripes.load()); }
 
+std::size_t sni_map_test_access::slots(const sni_map& m) noexcept {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < m.shard_count_; ++i)
+    if (const sni_map::table* t = m.shards_[i].load(std::memory_order_acquire)) n += t->cap;
+  return n;
+}
+
 void sni_map_test_access::put_under_hash_of(sni_map& m, std::string_view hash_name, std::shared_ptr<const sni_entry> e) {
   const std::uint64_t h = m.hash(hash_name);
-  sni_map::change c{h, m.shard_of(h), e->name, std::move(e)};
+  sni_map::change c{h, m.shard_of(h), {}, std::move(e)};
   std::lock_guard lock(m.write_mutex_);
   m.apply_locked({&c, 1});
   m.collect_locked();

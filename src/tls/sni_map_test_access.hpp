@@ -1,6 +1,7 @@
 // sni_map_test_access: what tests reach inside an sni_map that users do not.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string_view>
 
@@ -15,6 +16,9 @@ struct sni_map_test_access {
   static void put_under_hash_of(sni_map& m, std::string_view hash_name, std::shared_ptr<const sni_entry> e);
   /// How many of the owned reader stripes (shared by every map) threads hold now.
   static int owned_stripes_claimed() noexcept;
+  /// Slots in the map's published tables, over every shard: what its tables cost, at 64
+  /// bytes a slot.
+  static std::size_t slots(const sni_map& m) noexcept;
 };
 
 }  // namespace letsencrypt::tls

@@ -689,6 +689,52 @@ TEST(handles, ec_public_keys_decode_through_the_librarys_decoder_and_the_rest_th
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
+TEST(handles, ec_public_keys_of_the_librarys_decoder_carry_no_curve_seed_and_still_write_explicit_parameters) {
+  ASSERT_NE(detail::library_context(), nullptr);
+  test_certs ca;
+  for (const char* curve : {"P-256", "P-384", "P-521"}) {
+    SCOPED_TRACE(curve);
+    evp_pkey_ptr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    ASSERT_TRUE(key);
+    letsencrypt::testing::issue_options o;
+    o.key = key.get();
+    auto leaf = ca.issue({"ec.test"}, o);
+    const std::uint64_t before = detail::ec_spki_keys_decoded();
+    auto x = parse_certificate_der(der_of(leaf.cert.get()));
+    ASSERT_TRUE(x) << x.error().message();
+    ASSERT_EQ(detail::ec_spki_keys_decoded() - before, 1u);
+    EVP_PKEY* pub = X509_get0_pubkey(x->get());
+    // OpenSSL's own key of the curve has the seed; the library's keys do not copy it.
+    unsigned char seed[64];
+    std::size_t seed_len = 0;
+    ERR_set_mark();
+    EXPECT_EQ(EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_EC_SEED, seed, sizeof seed, &seed_len), 1);
+    EXPECT_GT(seed_len, 0u);
+    EXPECT_EQ(EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_EC_SEED, seed, sizeof seed, &seed_len), 0);
+    ERR_pop_to_mark();
+    // Written with explicit parameters (where a seed would go), the key reads back in
+    // OpenSSL's default context as the same key on the same named curve.
+    evp_pkey_ptr explicit_key(EVP_PKEY_dup(pub));
+    ASSERT_TRUE(explicit_key);
+    ASSERT_EQ(EVP_PKEY_set_utf8_string_param(explicit_key.get(), OSSL_PKEY_PARAM_EC_ENCODING,
+                                             OSSL_PKEY_EC_ENCODING_EXPLICIT),
+              1);
+    unsigned char* spki = nullptr;
+    const int n = i2d_PUBKEY(explicit_key.get(), &spki);
+    ASSERT_GT(n, 0);
+    const unsigned char* p = spki;
+    evp_pkey_ptr back(d2i_PUBKEY(nullptr, &p, n));
+    OPENSSL_free(spki);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(EVP_PKEY_eq(back.get(), key.get()), 1);
+    char group[32] = {}, want[32] = {};
+    ASSERT_EQ(EVP_PKEY_get_group_name(back.get(), group, sizeof group, nullptr), 1);
+    ASSERT_EQ(EVP_PKEY_get_group_name(key.get(), want, sizeof want, nullptr), 1);
+    EXPECT_STREQ(group, want);
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
 TEST(handles, ec_public_key_decoding_agrees_with_openssl_on_every_byte_change_and_reads_one_object) {
   OSSL_LIB_CTX* lib = detail::library_context();
   ASSERT_NE(lib, nullptr);

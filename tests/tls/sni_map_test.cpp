@@ -344,6 +344,94 @@ TEST_F(sni_map_test, batch_apply) {
   EXPECT_NE(m.lookup("n5.example"), nullptr);
 }
 
+TEST_F(sni_map_test, batch_apply_taking_the_updates) {
+  tls::sni_map m(16);
+  std::vector<tls::sni_update> batch;
+  for (int i = 0; i < 2000; ++i) batch.push_back({"n" + std::to_string(i) + ".example", {ec_a()}});
+  batch.push_back({"N5.Example.", {ec_b()}});                 // normalised, and the later update wins
+  batch.push_back({"*.wild.example", {ec_b(), rsa_a()}});     // several keys move along
+  batch.push_back({"n7.example", {}});                        // a removal in the same batch
+  ASSERT_TRUE(m.apply(std::move(batch)));
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(m.size(), 2000u);
+  EXPECT_EQ(m.lookup("n5.example")->name, "n5.example");
+  EXPECT_EQ(m.lookup("n5.example")->keys[0], ec_b());
+  EXPECT_EQ(m.lookup("n1999.example")->keys[0], ec_a());
+  EXPECT_EQ(m.lookup("n7.example"), nullptr);
+  auto w = m.lookup("x.wild.example");
+  ASSERT_NE(w, nullptr);
+  ASSERT_EQ(w->keys.size(), 2u);
+  EXPECT_EQ(w->keys[1], rsa_a());
+  std::vector<tls::sni_update> removal;
+  for (int i = 0; i < 2000; i += 2) removal.push_back({"n" + std::to_string(i) + ".example", {}});
+  ASSERT_TRUE(m.apply(std::move(removal)));
+  EXPECT_EQ(m.size(), 1000u);
+  EXPECT_EQ(m.lookup("n4.example"), nullptr);
+  EXPECT_NE(m.lookup("n5.example"), nullptr);
+}
+
+TEST_F(sni_map_test, a_refused_batch_taken_by_move_changes_nothing_and_is_left_whole) {
+  tls::sni_map m(4);
+  ASSERT_TRUE(m.insert("kept.example", ec_a()));
+  for (int bad = 0; bad < 2; ++bad) {
+    SCOPED_TRACE(bad);
+    std::vector<tls::sni_update> batch;
+    for (int i = 0; i < 100; ++i) batch.push_back({"n" + std::to_string(i) + ".example", {ec_b()}});
+    batch.push_back({"kept.example", {}});
+    if (bad == 0)
+      batch.push_back({"bad name.example", {ec_a()}});
+    else
+      batch.push_back({"null.example", {nullptr}});
+    const auto r = m.apply(std::move(batch));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), make_error_code(bad == 0 ? errc::invalid_name : errc::invalid_argument));
+    EXPECT_EQ(m.size(), 1u);
+    EXPECT_EQ(m.lookup("n0.example"), nullptr);
+    EXPECT_EQ(m.lookup("kept.example")->keys[0], ec_a());
+    ASSERT_EQ(batch.size(), 102u);
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_EQ(batch[static_cast<std::size_t>(i)].name, "n" + std::to_string(i) + ".example");
+      ASSERT_EQ(batch[static_cast<std::size_t>(i)].keys.size(), 1u);
+      EXPECT_EQ(batch[static_cast<std::size_t>(i)].keys[0], ec_b());
+    }
+  }
+}
+
+TEST_F(sni_map_test, tables_of_every_size_find_every_name_and_stay_at_most_half_empty) {
+  // One shard, so each size is one table: sizes around the smallest table, whole pages
+  // (from 64 KiB of slots) and huge pages (from 8193 names).
+  for (std::size_t n : {1u, 3u, 4u, 5u, 63u, 511u, 512u, 513u, 1000u, 1023u, 1025u, 4096u, 8191u, 8192u, 8193u, 9000u,
+                        16385u}) {
+    SCOPED_TRACE(n);
+    tls::sni_map m(1);
+    std::vector<tls::sni_update> batch;
+    for (std::size_t i = 0; i < n; ++i) batch.push_back({"h" + std::to_string(i) + ".example", {ec_a()}});
+    ASSERT_TRUE(m.apply(std::move(batch)));
+    ASSERT_EQ(m.size(), n);
+    const std::size_t slots = tls::sni_map_test_access::slots(m);
+    EXPECT_GE(slots, 2 * n);
+    if (n > 8192)
+      EXPECT_EQ(slots % 32768, 0u);  // whole huge pages
+    else if (2 * n * 64 >= 65536)
+      EXPECT_LT(slots, 2 * n + 64);  // rounded to a whole page only
+    else
+      EXPECT_EQ(slots, std::max<std::size_t>(8, 2 * n));
+    // A write that replaces every name (a renewal of them all) adds none, so the table
+    // keeps its size rather than doubling.
+    for (std::size_t i = 0; i < n; ++i) batch.push_back({"h" + std::to_string(i) + ".example", {ec_b()}});
+    ASSERT_TRUE(m.apply(std::move(batch)));
+    EXPECT_EQ(tls::sni_map_test_access::slots(m), slots);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(m.lookup("h" + std::to_string(i) + ".example")->keys[0], ec_b()) << i;
+    for (std::size_t i = n; i < n + 200; ++i) ASSERT_EQ(m.lookup("h" + std::to_string(i) + ".example"), nullptr) << i;
+    // Removals in the middle of probe runs keep the rest findable, wrapping around the end
+    // of the table included.
+    for (std::size_t i = 0; i < n; i += 3) batch.push_back({"h" + std::to_string(i) + ".example", {}});
+    ASSERT_TRUE(m.apply(std::move(batch)));
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_EQ(m.lookup("h" + std::to_string(i) + ".example") != nullptr, i % 3 != 0) << i;
+  }
+}
+
 TEST_F(sni_map_test, retired_table_waits_for_reader_inside_lookup) {
   tls::sni_map m(1);
   ASSERT_TRUE(m.insert("a.example", ec_a()));
