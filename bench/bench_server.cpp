@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
   tls::ticket_keys tickets;
   if (auto r = tickets.install(ctx.get()); !r) fatal("cannot install ticket keys: " + r.error().message());
 
-  long rss_before = rss_kb(); size_t heap0 = mallinfo2().uordblks;
+  long rss_before = rss_kb();
   double cpu0 = cpu_seconds();
   auto t0 = std::chrono::steady_clock::now();
   tls::sni_map map;
@@ -340,7 +340,7 @@ int main(int argc, char** argv) {
   malloc_trim(0);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double load_cpu = cpu_seconds() - cpu0;
-  long rss_after = rss_kb(); fprintf(stderr, "heap_per_cert=%.1f\n", double(mallinfo2().uordblks - heap0) / 100000.0);
+  long rss_after = rss_kb();
 
   tls::resolver res(map);
   res.install(ctx.get());
