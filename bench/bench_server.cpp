@@ -181,14 +181,6 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
   // One write for the whole set, as the Manager loads its cache: a write copies every shard
   // it changes, so writes in batches would copy the growing map once per batch.
   std::vector<tls::sni_update> batch;
-  std::size_t loaded = 0;
-  auto flush = [&] {
-    const std::size_t n = batch.size();
-    auto r = map.apply(std::move(batch));
-    if (!r) fatal("cannot load the SNI map: " + r.error().message());
-    loaded += n;
-    batch.clear();
-  };
   for (const auto& name : names) {
     std::string path = certs + "/" + name + ".crt";
     if (!read_file(path, text)) fatal("cannot read " + path);
@@ -236,7 +228,8 @@ std::size_t load_certificates(const std::string& dir, tls::sni_map& map, bool de
     if (!ck) fatal(path + ": " + ck.error().message());
     batch.push_back(tls::sni_update{name, {std::move(*ck)}});
   }
-  if (!batch.empty()) flush();
+  const std::size_t loaded = batch.size();
+  if (auto r = map.apply(std::move(batch)); !r) fatal("cannot load the SNI map: " + r.error().message());
   return loaded;
 }
 

@@ -505,6 +505,64 @@ BENCHMARK(bm_memory_per_deferred_cert)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
+// Where an eager certificate's memory goes, stage by stage over n distinct certificates
+// (bytes per certificate, RSS after malloc_trim): parsing the certificate, OpenSSL's
+// extension caches (filled at load, see make_certified_key), the key attached and the
+// certified_key made, and the map's entry, name and slots; range 1 is the leaves' shape, as
+// for bm_memory_per_distinct_cert. The certificates parsed in the first two stages are freed
+// before the third parses them again as the Manager does.
+void bm_memory_per_cert_by_stage(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const der_certs ders = make_der_certs(n, static_cast<leaf_shape>(state.range(1)));
+  X509* chain[] = {ca().cert.get()};
+  const double count = static_cast<double>(n);
+  for (auto _ : state) {
+    const double start = rss_bytes();
+    double parse = 0, caches = 0;
+    {
+      std::vector<tls::x509_ptr> parsed;
+      parsed.reserve(n);
+      for (const std::string& der : ders.cert) {
+        auto x = tls::parse_certificate_der(der);
+        if (!x) fail("parse_certificate_der");
+        parsed.push_back(std::move(*x));
+      }
+      const double after_parse = rss_bytes();
+      for (const auto& x : parsed) X509_check_purpose(x.get(), -1, 0);
+      const double after_caches = rss_bytes();
+      parse = (after_parse - start) / count;
+      caches = (after_caches - after_parse) / count;
+    }
+    const double freed = rss_bytes();
+    std::vector<std::shared_ptr<const tls::certified_key>> keys;
+    keys.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto ck = tls::load_certified_key_der(ders.cert[i], ders.key[i], chain);
+      if (!ck) fail("load_certified_key_der");
+      keys.push_back(std::move(*ck));
+    }
+    const double loaded = rss_bytes();
+    auto map = std::make_unique<tls::sni_map>();
+    {
+      std::vector<tls::sni_update> updates;
+      updates.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) updates.push_back({host(i), {keys[i]}});
+      if (!map->apply(std::move(updates))) fail("apply");
+    }
+    const double mapped = rss_bytes();
+    state.counters["parse"] = bytes(parse);
+    state.counters["extension_caches"] = bytes(caches);
+    state.counters["key_and_certified_key"] = bytes((loaded - freed) / count - parse - caches);
+    state.counters["map"] = bytes((mapped - loaded) / count);
+    state.counters["total"] = bytes((mapped - freed) / count);
+    state.PauseTiming();
+    map.reset();
+    keys.clear();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(bm_memory_per_cert_by_stage)->Args({100000, 0})->Args({100000, 1})->Iterations(1)->Unit(benchmark::kMillisecond);
+
 // One DER certificate parsed: by d2i_X509 in OpenSSL's default context (arg 0) or by
 // tls::parse_certificate_der in the library's own (arg 1).
 void bm_parse_certificate(benchmark::State& state) {
@@ -585,62 +643,3 @@ BENCHMARK(bm_install_on_ssl)->ArgsProduct({{1, 100000}, {0, 1}})->ArgNames({"cer
 }  // namespace
 
 BENCHMARK_MAIN();
-
-
-// Where an eager certificate's memory goes, stage by stage over n distinct certificates
-// (bytes per certificate, RSS after malloc_trim): parsing the certificate, OpenSSL's
-// extension caches (filled at load, see make_certified_key), the key attached and the
-// certified_key made, and the map's entry, name and slots; range 1 is the leaves' shape, as
-// for bm_memory_per_distinct_cert. The certificates parsed in the first two stages are freed
-// before the third parses them again as the Manager does.
-void bm_memory_per_cert_by_stage(benchmark::State& state) {
-  const std::size_t n = static_cast<std::size_t>(state.range(0));
-  const der_certs ders = make_der_certs(n, static_cast<leaf_shape>(state.range(1)));
-  X509* chain[] = {ca().cert.get()};
-  const double count = static_cast<double>(n);
-  for (auto _ : state) {
-    const double start = rss_bytes();
-    double parse = 0, caches = 0;
-    {
-      std::vector<tls::x509_ptr> parsed;
-      parsed.reserve(n);
-      for (const std::string& der : ders.cert) {
-        auto x = tls::parse_certificate_der(der);
-        if (!x) fail("parse_certificate_der");
-        parsed.push_back(std::move(*x));
-      }
-      const double after_parse = rss_bytes();
-      for (const auto& x : parsed) X509_check_purpose(x.get(), -1, 0);
-      const double after_caches = rss_bytes();
-      parse = (after_parse - start) / count;
-      caches = (after_caches - after_parse) / count;
-    }
-    const double freed = rss_bytes();
-    std::vector<std::shared_ptr<const tls::certified_key>> keys;
-    keys.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      auto ck = tls::load_certified_key_der(ders.cert[i], ders.key[i], chain);
-      if (!ck) fail("load_certified_key_der");
-      keys.push_back(std::move(*ck));
-    }
-    const double loaded = rss_bytes();
-    auto map = std::make_unique<tls::sni_map>();
-    {
-      std::vector<tls::sni_update> updates;
-      updates.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) updates.push_back({host(i), {keys[i]}});
-      if (!map->apply(std::move(updates))) fail("apply");
-    }
-    const double mapped = rss_bytes();
-    state.counters["parse"] = bytes(parse);
-    state.counters["extension_caches"] = bytes(caches);
-    state.counters["key_and_certified_key"] = bytes((loaded - freed) / count - parse - caches);
-    state.counters["map"] = bytes((mapped - loaded) / count);
-    state.counters["total"] = bytes((mapped - freed) / count);
-    state.PauseTiming();
-    map.reset();
-    keys.clear();
-    state.ResumeTiming();
-  }
-}
-BENCHMARK(bm_memory_per_cert_by_stage)->Args({100000, 0})->Args({100000, 1})->Iterations(1)->Unit(benchmark::kMillisecond);

@@ -291,8 +291,9 @@ class slot_array {
 // Slots are twice the names a table was built for (rounded up to whole pages), so it is at
 // most half full once built (probes stay short) and no emptier than it need be: a
 // power-of-two size would leave it between a quarter and half full, and at 100k names in 64
-// shards 38% full, 40 bytes more per name. A name's first slot is the low 32 bits of its hash scaled to the size (the shard
-// takes bits from the top half), so any size spreads names evenly.
+// shards 38% full, 40 bytes more per name. A name's first slot is the low 32 bits of its
+// hash scaled to the size (the shard takes bits from the top half), so any size spreads
+// names evenly.
 struct sni_map::table {
   std::size_t cap;
   std::size_t count = 0;
@@ -842,21 +843,9 @@ std::size_t sni_map::retired_tables() const {
 }
 
 result<void> sni_map::apply(std::span<const sni_update> updates) {
-  std::vector<change> changes;
-  changes.reserve(updates.size());
-  for (const sni_update& u : updates) {
-    LE_TRY(n, normalise_name(u.name));
-    if (!valid_update(u)) return errc::invalid_argument;
-    const std::uint64_t h = hash(n);
-    if (u.keys.empty() && u.deferred.empty())
-      changes.push_back({h, shard_of(h), std::move(n), nullptr});
-    else
-      changes.push_back({h, shard_of(h), {}, std::make_shared<const sni_entry>(sni_entry{std::move(n), u.keys, u.deferred})});
-  }
-  std::lock_guard lock(write_mutex_);
-  apply_locked(changes);
-  collect_locked();
-  return ok();
+  // The entries need their own names and key vectors either way: copy the updates and take
+  // the copies apart.
+  return apply(std::vector<sni_update>(updates.begin(), updates.end()));
 }
 
 result<void> sni_map::apply(std::vector<sni_update>&& updates) {
