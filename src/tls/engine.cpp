@@ -11,11 +11,13 @@ namespace letsencrypt::tls {
 
 namespace {
 constexpr std::size_t output_reserve = 16 * 1024 + 512;  // one full record and its overhead
+int bio_type = 0;  // written once, inside bio_method()'s initialisation
 }
 
 const BIO_METHOD* engine::bio_method() {
   static BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "letsencrypt engine");
+    bio_type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+    BIO_METHOD* m = BIO_meth_new(bio_type, "letsencrypt engine");
     if (!m) return m;
     BIO_meth_set_read_ex(m, &engine::bio_read);
     BIO_meth_set_write_ex(m, &engine::bio_write);
@@ -219,10 +221,37 @@ int engine::bio_read(BIO* b, char* dst, std::size_t n, std::size_t* got) {
   return 1;
 }
 
+const engine* engine::of(const SSL* ssl) noexcept {
+  const BIO_METHOD* m = bio_method();
+  BIO* b = ssl ? SSL_get_wbio(ssl) : nullptr;
+  if (!m || !b || BIO_method_type(b) != bio_type) return nullptr;
+  return static_cast<const engine*>(BIO_get_data(b));
+}
+
+void engine::count_records(const unsigned char* p, std::size_t n) noexcept {
+  while (n > 0) {
+    if (record_left_ > 0) {
+      const std::size_t k = std::min(n, record_left_);
+      record_left_ -= k;
+      p += k;
+      n -= k;
+      continue;
+    }
+    header_[header_have_++] = *p++;
+    --n;
+    if (header_have_ == sizeof header_) {
+      ++records_written_;
+      record_left_ = static_cast<std::size_t>(header_[3]) << 8 | header_[4];
+      header_have_ = 0;
+    }
+  }
+}
+
 int engine::bio_write(BIO* b, const char* src, std::size_t n, std::size_t* put) {
   BIO_clear_retry_flags(b);
   auto* e = static_cast<engine*>(BIO_get_data(b));
   if (!e) return 0;
+  e->count_records(reinterpret_cast<const unsigned char*>(src), n);
   // A lent buffer is being sent from: appending could move it, so new bytes wait behind it.
   std::vector<std::byte>& out = e->lent_ ? e->spill_ : e->out_;
   if (out.capacity() == 0) out.reserve(output_reserve);

@@ -29,6 +29,7 @@ class tls_category_impl final : public std::error_category {
       case tls_errc::key_mismatch: return "private key does not match the certificate";
       case tls_errc::internal_error: return "TLS library internal error";
       case tls_errc::no_retry_handler: return "ClientHello retry requested without a handler";
+      case tls_errc::ktls_cannot_answer: return "peer asked for a key update on a kernel TLS connection";
     }
     return "unknown tls error " + std::to_string(ev);
   }

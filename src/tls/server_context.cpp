@@ -5,6 +5,8 @@
 #include <string_view>
 
 #include "letsencrypt/tls/error.hpp"
+#include "letsencrypt/tls/stream.hpp"
+#include "tls/ktls.hpp"
 #include "tls/libctx.hpp"
 
 namespace letsencrypt::tls {
@@ -42,6 +44,8 @@ result<ssl_ctx_ptr> make_server_context(const server_context_options& o) {
                                      SSL_OP_NO_COMPRESSION);
   if (o.tickets_per_handshake == 0) SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  // Streams hand their write side to the kernel when it has TLS; elsewhere nothing is kept.
+  if (ktls_available()) detail::keep_write_secrets(ctx.get());
   return ctx;
 }
 

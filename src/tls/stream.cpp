@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -13,10 +14,7 @@
 
 #include "letsencrypt/io/net.hpp"
 #include "letsencrypt/tls/error.hpp"
-
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
+#include "tls/ktls.hpp"
 
 namespace letsencrypt::tls {
 
@@ -156,13 +154,47 @@ io::task<result<void>> stream::fill(io::clock::time_point deadline) {
 
 io::task<void> stream::send_alert() {
   // Best effort, bounded: the connection is failing anyway. A running flush sends it itself;
-  // otherwise this is a flush like the others, so nothing else sends meanwhile.
-  if (eng_->pending_output().empty() || flushing_) co_return;
+  // otherwise this is a flush like the others, so nothing else sends meanwhile. Under kernel
+  // TLS OpenSSL's records would carry a stale key and sequence number: none is sent.
+  if (eng_->pending_output().empty() || flushing_ || ktls_tx_) co_return;
   flushing_ = true;
   auto out = eng_->lend_output();
   auto r = co_await io::send(fd_.get(), out, MSG_NOSIGNAL | MSG_DONTWAIT).timeout(std::chrono::milliseconds(100));
   if (r) eng_->consume_output(*r);
   end_flush();
+}
+
+void stream::try_ktls() noexcept {
+  // Taken even where the kernel refuses, so the secret does not outlive the handshake.
+  auto params = detail::take_ktls_tx(eng_->native(), eng_->records_written());
+  if (params && eng_->pending_output().empty()) ktls_tx_ = detail::attach_ktls_tx(fd_.get(), *params);
+}
+
+io::task<result<void>> stream::send_ktls_close_notify(io::clock::time_point deadline) {
+  // An alert record the kernel encrypts: the record type rides in a control message.
+  unsigned char alert[2] = {1, 0};  // warning, close_notify
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(unsigned char))] = {};
+  iovec iov{alert, sizeof alert};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_TLS;
+  c->cmsg_type = TLS_SET_RECORD_TYPE;
+  c->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+  *CMSG_DATA(c) = 21;  // alert
+  for (;;) {
+    // Two bytes: the kernel takes the record whole or not at all.
+    if (::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) co_return ok();
+    const int err = errno;
+    if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) co_return std::error_code(err, std::system_category());
+    if (stop_.stop_requested()) co_return errc::cancelled;
+    if (io::clock::now() >= deadline) co_return errc::timed_out;
+    auto r = co_await io::poll(fd_.get(), POLLOUT).deadline(deadline).cancel_on(stop_);
+    if (!r) co_return r.error();
+  }
 }
 
 void stream::end_flush() {
@@ -185,6 +217,7 @@ io::task<result<void>> stream::handshake(io::clock::time_point deadline) {
     if (!eng_->pending_output().empty()) LE_CO_TRY_VOID(co_await flush(deadline));
     switch (r.state) {
       case status::done:
+        if (eng_->side() == role::server) try_ktls();
         co_return ok();
       case status::have_output:
         break;
@@ -231,6 +264,7 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
       co_await send_alert();
       co_return eng_->error();
     }
+    if (ktls_tx_ && !eng_->pending_output().empty()) co_return tls_errc::ktls_cannot_answer;
     // Post-handshake messages (key updates) may need an answer before more data comes. A
     // write's flush in progress sends it; waiting for that flush here could deadlock two
     // peers that both write more than the sockets hold.
@@ -259,6 +293,13 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
 io::task<result<void>> stream::write_all(std::span<const std::byte> buf, io::clock::time_point deadline) {
   busy_guard g(*this, &stream::writing_);
   if (!g.ok()) co_return errc::busy;
+  if (ktls_tx_) {
+    while (!buf.empty()) {
+      LE_CO_TRY(n, co_await io::send_some(fd_.get(), buf, deadline, stop_));
+      buf = buf.subspan(n);
+    }
+    co_return ok();
+  }
   while (!buf.empty()) {
     auto chunk = buf.first(std::min(buf.size(), write_chunk));
     auto r = eng_->write(chunk);
@@ -277,7 +318,9 @@ io::task<result<void>> stream::shutdown(io::clock::time_point deadline) {
   busy_guard g(*this, &stream::writing_);
   if (!g.ok()) co_return errc::busy;
   if (fin_sent_) co_return ok();
-  if (eng_->handshake_done()) {
+  if (ktls_tx_) {
+    LE_CO_TRY_VOID(co_await send_ktls_close_notify(deadline));
+  } else if (eng_->handshake_done()) {
     auto r = eng_->shutdown();
     if (r.state != status::error) LE_CO_TRY_VOID(co_await flush(deadline));
   }

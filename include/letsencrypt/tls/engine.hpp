@@ -106,6 +106,12 @@ class engine {
 
   SSL* native() const noexcept { return ssl_.get(); }
   role side() const noexcept { return role_; }
+  /// TLS records OpenSSL has begun writing through this engine, from the first
+  /// (ServerHello or ClientHello) on. Kernel TLS takes over the write side with the next
+  /// record's sequence number, counted from the write key's start.
+  std::uint64_t records_written() const noexcept { return records_written_; }
+  /// The engine whose BIO `ssl` writes to, or null when it is not an engine's.
+  static const engine* of(const SSL* ssl) noexcept;
 
   /// The process-wide BIO method of engines (created once; never freed).
   static const BIO_METHOD* bio_method();
@@ -114,6 +120,7 @@ class engine {
   engine(ssl_ptr ssl, role r, BIO* bio) noexcept;
   op_result finish(int rc, bool for_read);
   op_result fail(std::error_code ec);
+  void count_records(const unsigned char* p, std::size_t n) noexcept;
 
   static int bio_read(BIO* b, char* dst, std::size_t n, std::size_t* got);
   static int bio_write(BIO* b, const char* src, std::size_t n, std::size_t* put);
@@ -128,6 +135,10 @@ class engine {
   std::size_t out_head_ = 0;
   bool lent_ = false;               // out_ must not move: writes go to spill_
   std::vector<std::byte> spill_;
+  std::uint64_t records_written_ = 0;
+  std::size_t record_left_ = 0;   // bytes of the record being written still to come
+  unsigned char header_[5]{};     // the next record's header, as far as it has come
+  std::size_t header_have_ = 0;
   bool eof_ = false;
   bool failed_ = false;
   int peer_alert_ = -1;

@@ -21,6 +21,8 @@ enum class tls_errc {
   key_mismatch,               ///< a private key that does not match its certificate
   internal_error,             ///< OpenSSL failed without a queued error (allocation, ...)
   no_retry_handler,           ///< a ClientHello callback asked for a retry nobody can serve
+  ktls_cannot_answer,         ///< the peer asked for a reply (a key update) on a connection
+                              ///< whose records the kernel now writes
 };
 
 /// The category of tls_errc and of OpenSSL's packed error codes.

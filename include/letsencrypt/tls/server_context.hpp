@@ -32,7 +32,10 @@ struct server_context_options {
 /// Makes a server SSL_CTX with `o`: the server's suite order wins over the client's,
 /// renegotiation is refused, compression is off, and there is no server-side session cache
 /// (resumption is by tickets only: install a ticket_keys on the result). No certificate is
-/// set: install a resolver, or set one on the context.
+/// set: install a resolver, or set one on the context. Where the kernel has TLS
+/// (ktls_available()), each connection keeps its TLS 1.3 write secret until its tls::stream
+/// hands the write side to the kernel (see tls::stream); a key-log callback set on the
+/// context afterwards replaces that, and the streams stay in user space.
 ///
 /// Why these defaults: a TLS 1.3 suite fixes the key schedule's hash. With
 /// TLS_AES_256_GCM_SHA384 first (OpenSSL's order, which nginx keeps by honouring the client's

@@ -44,14 +44,18 @@ using client_hello_retry = std::function<io::task<void>(SSL*, std::stop_token)>;
 /// Ciphertext is received into the stream's buffer, or into a buffer of an io::buffer_pool
 /// when set_buffer_pool() was called, and lent to the engine without a copy.
 ///
-/// kTLS: OpenSSL enables kTLS by itself only on a socket BIO (SSL_OP_ENABLE_KTLS with
-/// SSL_set_fd); the engine's BIO lends the ring's buffers instead, so OpenSSL cannot. Where
-/// ktls_available() is true the way to it is: after the handshake (and after the server's
-/// tickets are flushed), take the traffic secrets from the keylog callback, derive key and IV
-/// with HKDF-Expand-Label, set TCP_ULP "tls" and SOL_TLS TLS_TX/TLS_RX with the record
-/// sequence numbers, then move plaintext with io::recv/io::send. That path is not built yet
-/// (kernels here have no kTLS to test it against): ktls_active() is always false and records
-/// are processed in user space.
+/// Kernel TLS: OpenSSL enables it by itself only on a socket BIO (SSL_OP_ENABLE_KTLS with
+/// SSL_set_fd), which the engine's BIO is not. A server stream whose context keeps write
+/// secrets (make_server_context does so where ktls_available() is true) hands its write
+/// side to the kernel once handshake() has finished and the tickets are sent, when the
+/// connection is TLS 1.3 with an AES-GCM or ChaCha20-Poly1305 suite: the key and IV come
+/// from the traffic secret (RFC 8446, 7.3), the sequence number from the records the engine
+/// has written since the key changed. From then on write_all sends plaintext and the kernel
+/// makes the records; shutdown's close_notify goes as a kernel alert record. Reading stays
+/// with OpenSSL. A key update the peer asks to be answered, or an alert OpenSSL would send,
+/// cannot be, since OpenSSL's write state is stale: the read fails with
+/// tls_errc::ktls_cannot_answer. When the kernel refuses (no tls module), the stream goes on
+/// in user space as before; ktls_active() says which.
 class stream final : public io::byte_stream {
  public:
   /// A stream over `fd` driven by `eng` (role decided by the engine).
@@ -97,7 +101,8 @@ class stream final : public io::byte_stream {
   /// The SNI the client sent (server side), or empty.
   std::string_view server_name() const noexcept;
   bool handshake_done() const noexcept { return eng_->handshake_done(); }
-  bool ktls_active() const noexcept { return false; }
+  /// The kernel makes this stream's outgoing records (see the class comment).
+  bool ktls_active() const noexcept { return ktls_tx_; }
 
  private:
   struct busy_guard;
@@ -105,6 +110,9 @@ class stream final : public io::byte_stream {
   io::task<result<void>> flush(io::clock::time_point deadline, bool yields = false);
   io::task<result<void>> fill(io::clock::time_point deadline);
   io::task<void> send_alert();
+  /// Hands the write side to the kernel's TLS when the connection allows it.
+  void try_ktls() noexcept;
+  io::task<result<void>> send_ktls_close_notify(io::clock::time_point deadline);
   /// Marks the running send as ended and wakes the operation waiting for it.
   void end_flush();
   void release_input() noexcept;
@@ -126,6 +134,7 @@ class stream final : public io::byte_stream {
   bool take_over_ = false;           // a write asked it to stop and waits to send the rest
   std::stop_source flush_stop_;      // stops the read side's send for the taker
   bool fin_sent_ = false;
+  bool ktls_tx_ = false;             // the kernel makes the outgoing records
 };
 
 /// Settings of the client side. `ca_pem` empty: the system trust store.

@@ -1,0 +1,178 @@
+#include "tls/ktls.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/tls1.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <new>
+#include <string_view>
+
+#include "letsencrypt/tls/engine.hpp"
+#include "tls/tls13_kdf.hpp"
+
+
+// Why the key log: OpenSSL 3.0 gives no other way to a TLS 1.3 traffic secret, and it turns
+// kernel TLS on by itself only for a socket BIO, which the engine's is not. The callback runs
+// right after the server's Finished has been handed to the BIO and the write key has changed
+// (OpenSSL flushes, then changes the key), so the records the engine has counted by then
+// are exactly those under earlier keys.
+
+namespace letsencrypt::tls::detail {
+namespace {
+
+constexpr std::string_view server_secret_label = "SERVER_TRAFFIC_SECRET_0 ";
+constexpr std::size_t max_secret = 48;
+
+struct kept_secret {
+  std::array<unsigned char, max_secret> bytes{};
+  std::size_t size = 0;
+  std::uint64_t records_before = 0;
+  ~kept_secret() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+};
+
+void free_kept(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<kept_secret*>(ptr); }
+
+int secret_index() noexcept {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, &free_kept);
+  return index;
+}
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// "SERVER_TRAFFIC_SECRET_0 <client random> <secret>", the secret in hex.
+void keep_secret(const SSL* ssl, const char* line) {
+  const std::string_view l(line);
+  if (!l.starts_with(server_secret_label) || SSL_is_server(ssl) != 1) return;
+  const engine* e = engine::of(ssl);
+  if (!e) return;
+  const std::string_view hex = l.substr(l.rfind(' ') + 1);
+  if (hex.size() % 2 != 0 || hex.size() / 2 > max_secret || hex.empty()) return;
+  auto* k = new (std::nothrow) kept_secret;
+  if (!k) return;
+  k->size = hex.size() / 2;
+  for (std::size_t i = 0; i < k->size; ++i) {
+    const int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      delete k;
+      return;
+    }
+    k->bytes[i] = static_cast<unsigned char>(hi << 4 | lo);
+  }
+  k->records_before = e->records_written();
+  SSL* s = const_cast<SSL*>(ssl);  // ex_data is the SSL's own bookkeeping
+  delete static_cast<kept_secret*>(SSL_get_ex_data(s, secret_index()));
+  if (SSL_set_ex_data(s, secret_index(), k) != 1) delete k;
+}
+
+// HKDF-Expand-Label(secret, label, "", out.size()), RFC 8446, 7.1.
+bool expand_label(hkdf_hash h, std::span<const unsigned char> secret, std::string_view label,
+                  std::span<unsigned char> out) noexcept {
+  constexpr std::string_view prefix = "tls13 ";
+  std::array<unsigned char, 2 + 1 + 16 + 1> info{};
+  std::size_t n = 0;
+  info[n++] = static_cast<unsigned char>(out.size() >> 8);
+  info[n++] = static_cast<unsigned char>(out.size());
+  info[n++] = static_cast<unsigned char>(prefix.size() + label.size());
+  for (char c : prefix) info[n++] = static_cast<unsigned char>(c);
+  for (char c : label) info[n++] = static_cast<unsigned char>(c);
+  info[n++] = 0;  // empty context
+  return hkdf_expand(h, secret, std::span(info).first(n), out);
+}
+
+void put_be64(unsigned char* out, std::uint64_t v) noexcept {
+  for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<unsigned char>(v);
+}
+
+}  // namespace
+
+ktls_tx_params::~ktls_tx_params() { OPENSSL_cleanse(info.data(), info.size()); }
+
+bool keep_write_secrets(SSL_CTX* ctx) noexcept {
+  if (!ctx || SSL_CTX_get_keylog_callback(ctx) || secret_index() < 0) return false;
+  SSL_CTX_set_keylog_callback(ctx, &keep_secret);
+  return true;
+}
+
+std::optional<ktls_tx_params> take_ktls_tx(SSL* ssl, std::uint64_t records_written) noexcept {
+  if (!ssl || secret_index() < 0) return std::nullopt;
+  auto* k = static_cast<kept_secret*>(SSL_get_ex_data(ssl, secret_index()));
+  if (!k) return std::nullopt;
+  SSL_set_ex_data(ssl, secret_index(), nullptr);
+  struct wipe {
+    kept_secret* k;
+    ~wipe() { delete k; }
+  } wiped{k};
+
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+  SSL_SESSION* session = SSL_get_session(ssl);
+  if (SSL_version(ssl) != TLS1_3_VERSION || !cipher || !session ||
+      SSL_SESSION_get_max_fragment_length(session) != TLSEXT_max_fragment_length_DISABLED ||
+      records_written < k->records_before)
+    return std::nullopt;
+  std::size_t key_size = 0;
+  hkdf_hash hash = hkdf_hash::sha256;
+  const auto suite = SSL_CIPHER_get_protocol_id(cipher);
+  switch (suite) {
+    case 0x1301: key_size = TLS_CIPHER_AES_GCM_128_KEY_SIZE; break;
+    case 0x1302: key_size = TLS_CIPHER_AES_GCM_256_KEY_SIZE; hash = hkdf_hash::sha384; break;
+    case 0x1303: key_size = TLS_CIPHER_CHACHA20_POLY1305_KEY_SIZE; break;
+    default: return std::nullopt;
+  }
+  if (k->size != hkdf_hash_size(hash)) return std::nullopt;
+
+  std::array<unsigned char, 32> key{};
+  std::array<unsigned char, 12> iv{};
+  const std::span<const unsigned char> secret(k->bytes.data(), k->size);
+  const bool derived = expand_label(hash, secret, "key", std::span(key).first(key_size)) &&
+                       expand_label(hash, secret, "iv", iv);
+  std::optional<ktls_tx_params> p;
+  if (derived) {
+    p.emplace();
+    unsigned char seq[8];
+    put_be64(seq, records_written - k->records_before);
+    // The kernel takes AES-GCM's 12-byte IV as a 4-byte salt and 8 bytes more; ChaCha20's whole.
+    auto fill = [&](auto& i, unsigned short cipher_type) {
+      static_assert(sizeof i <= sizeof p->info);
+      i.info.version = TLS_1_3_VERSION;
+      i.info.cipher_type = cipher_type;
+      std::memcpy(i.key, key.data(), sizeof i.key);
+      std::memcpy(i.salt, iv.data(), sizeof i.salt);
+      std::memcpy(i.iv, iv.data() + sizeof i.salt, sizeof i.iv);
+      std::memcpy(i.rec_seq, seq, sizeof i.rec_seq);
+      std::memcpy(p->info.data(), &i, sizeof i);
+      p->size = sizeof i;
+      OPENSSL_cleanse(&i, sizeof i);
+    };
+    if (suite == 0x1301) {
+      tls12_crypto_info_aes_gcm_128 i{};
+      fill(i, TLS_CIPHER_AES_GCM_128);
+    } else if (suite == 0x1302) {
+      tls12_crypto_info_aes_gcm_256 i{};
+      fill(i, TLS_CIPHER_AES_GCM_256);
+    } else {
+      tls12_crypto_info_chacha20_poly1305 i{};
+      fill(i, TLS_CIPHER_CHACHA20_POLY1305);
+    }
+  }
+  OPENSSL_cleanse(key.data(), key.size());
+  OPENSSL_cleanse(iv.data(), iv.size());
+  return p;
+}
+
+bool attach_ktls_tx(int fd, const ktls_tx_params& p) noexcept {
+  if (p.size == 0) return false;
+  if (::setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) != 0) return false;
+  return ::setsockopt(fd, SOL_TLS, TLS_TX, p.info.data(), static_cast<socklen_t>(p.size)) == 0;
+}
+
+}  // namespace letsencrypt::tls::detail
