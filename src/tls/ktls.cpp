@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <string_view>
@@ -169,8 +170,15 @@ std::optional<ktls_tx_params> take_ktls_tx(SSL* ssl, std::uint64_t records_writt
   return p;
 }
 
+namespace {
+std::atomic<ktls_attach_fn> attach_override{nullptr};
+}
+
+void set_ktls_attach_for_testing(ktls_attach_fn fn) noexcept { attach_override.store(fn); }
+
 bool attach_ktls_tx(int fd, const ktls_tx_params& p) noexcept {
   if (p.size == 0) return false;
+  if (ktls_attach_fn f = attach_override.load(std::memory_order_relaxed)) return f(fd, p);
   if (::setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) != 0) return false;
   return ::setsockopt(fd, SOL_TLS, TLS_TX, p.info.data(), static_cast<socklen_t>(p.size)) == 0;
 }

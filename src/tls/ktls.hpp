@@ -58,4 +58,10 @@ std::optional<ktls_tx_params> take_ktls_tx(SSL* ssl, std::uint64_t records_writt
 /// with records made in user space. Two setsockopt calls; nothing blocks.
 bool attach_ktls_tx(int fd, const ktls_tx_params& p) noexcept;
 
+/// Replaces the kernel in attach_ktls_tx (null: the kernel again), for tests on kernels
+/// without TLS: a stand-in that answers true puts a stream on its kernel-TLS path over a
+/// plain socket, where its plaintext can be sealed as the kernel would seal it.
+using ktls_attach_fn = bool (*)(int fd, const ktls_tx_params& p);
+void set_ktls_attach_for_testing(ktls_attach_fn fn) noexcept;
+
 }  // namespace letsencrypt::tls::detail

@@ -257,6 +257,7 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
   busy_guard g(*this, &stream::reading_);
   if (!g.ok()) co_return errc::busy;
   if (buf.empty()) co_return std::size_t{0};
+  if (ktls_owes_update_) co_return tls_errc::ktls_cannot_answer;
   for (;;) {
     auto r = eng_->read(buf);
     release_input();
@@ -264,7 +265,14 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
       co_await send_alert();
       co_return eng_->error();
     }
-    if (ktls_tx_ && !eng_->pending_output().empty()) co_return tls_errc::ktls_cannot_answer;
+    if (ktls_tx_) {
+      // A key update the peer asked for must be answered before our next data record, and
+      // OpenSSL would answer with its own, stale, write state. What was read is still
+      // delivered; later reads and writes fail.
+      if (SSL_get_key_update_type(eng_->native()) != SSL_KEY_UPDATE_NONE) ktls_owes_update_ = true;
+      if (!eng_->pending_output().empty()) co_return tls_errc::ktls_cannot_answer;
+      if (ktls_owes_update_ && r.state != status::done) co_return tls_errc::ktls_cannot_answer;
+    }
     // Post-handshake messages (key updates) may need an answer before more data comes. A
     // write's flush in progress sends it; waiting for that flush here could deadlock two
     // peers that both write more than the sockets hold.
@@ -294,6 +302,7 @@ io::task<result<void>> stream::write_all(std::span<const std::byte> buf, io::clo
   busy_guard g(*this, &stream::writing_);
   if (!g.ok()) co_return errc::busy;
   if (ktls_tx_) {
+    if (ktls_owes_update_) co_return tls_errc::ktls_cannot_answer;
     while (!buf.empty()) {
       LE_CO_TRY(n, co_await io::send_some(fd_.get(), buf, deadline, stop_));
       buf = buf.subspan(n);

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "letsencrypt/io/net.hpp"
 #include "letsencrypt/io/scope.hpp"
 #include "letsencrypt/tls/engine.hpp"
+#include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/stream.hpp"
 #include "test_certs.hpp"
 #include "tls/ktls.hpp"
@@ -145,16 +147,45 @@ std::string client_reads(engine& client, const std::vector<std::byte>& record) {
   return "<error>";
 }
 
+// Accepts one connection on `lfd` and runs a server stream's handshake on it; null, with a
+// test failure, when either fails.
+io::task<std::unique_ptr<tls::stream>> accept_server(int lfd, SSL_CTX* sctx, io::clock::time_point deadline) {
+  auto fd = co_await io::accept(lfd).timeout(5s);
+  EXPECT_TRUE(fd);
+  if (!fd) co_return nullptr;
+  auto s = tls::stream::server(std::move(*fd), sctx);
+  EXPECT_TRUE(s);
+  if (!s) co_return nullptr;
+  auto hs = co_await (*s)->handshake(deadline);
+  EXPECT_TRUE(hs) << hs.error().message();
+  if (!hs) co_return nullptr;
+  co_return std::move(*s);
+}
+
 struct ktls_test : ::testing::Test {
   test_certs certs;
   letsencrypt::testing::issued_cert leaf = certs.issue({host});
   ssl_ctx_ptr cctx = certs.client_context();
 
-  ssl_ctx_ptr server_context(int tickets = 1) {
+  ssl_ctx_ptr server_context(int tickets = 1, int min_version = TLS1_2_VERSION) {
     auto ctx = test_certs::library_server_context(leaf);
     SSL_CTX_set_num_tickets(ctx.get(), static_cast<std::size_t>(tickets));
+    SSL_CTX_set_min_proto_version(ctx.get(), min_version);
     EXPECT_TRUE(detail::keep_write_secrets(ctx.get()));
     return ctx;
+  }
+
+  // Runs `body(listener, port)` on a ring with a loopback listener.
+  template <class Body>
+  static void on_loopback(Body body) {
+    io::ring r;
+    auto run = [&]() -> io::task<void> {
+      auto lfd = io::listen_tcp("127.0.0.1", 0);
+      EXPECT_TRUE(lfd);
+      if (!lfd) co_return;
+      co_await body(lfd->get(), *io::local_port(lfd->get()));
+    };
+    r.run(run());
   }
 };
 
@@ -239,40 +270,27 @@ TEST_F(ktls_test, nothing_is_handed_over_for_tls12_a_key_logging_context_or_a_se
 }
 
 TEST_F(ktls_test, a_stream_sends_through_the_kernel_where_it_has_tls_and_in_user_space_where_not) {
-  auto sctx = server_context();
-  SSL_CTX_set_min_proto_version(sctx.get(), TLS1_3_VERSION);
-  io::ring r;
-  auto run = [&]() -> io::task<void> {
-    auto lfd = io::listen_tcp("127.0.0.1", 0);
-    EXPECT_TRUE(lfd);
-    if (!lfd) co_return;
-    const auto port = *io::local_port(lfd->get());
+  auto sctx = server_context(1, TLS1_3_VERSION);
+  on_loopback([&](int lfd, std::uint16_t port) -> io::task<void> {
     tls::client_config cc;
     cc.ca_pem = certs.ca_pem();
     cc.sni_override = host;
     auto server_side = [&]() -> io::task<void> {
-      auto fd = co_await io::accept(lfd->get()).timeout(5s);
-      EXPECT_TRUE(fd);
-      if (!fd) co_return;
-      auto s = tls::stream::server(std::move(*fd), sctx.get());
-      EXPECT_TRUE(s);
+      auto s = co_await accept_server(lfd, sctx.get(), io::clock::now() + 5s);
       if (!s) co_return;
-      auto hs = co_await (*s)->handshake(io::clock::now() + 5s);
-      EXPECT_TRUE(hs) << hs.error().message();
-      if (!hs) co_return;
       // This kernel's answer decides the path; either way the secret is gone after it.
-      EXPECT_EQ((*s)->ktls_active(), tls::ktls_available());
-      EXPECT_FALSE(detail::take_ktls_tx((*s)->native(), (*s)->tls_engine().records_written()));
-      const std::string msg = "served with ktls_active=" + std::to_string((*s)->ktls_active());
-      auto w = co_await (*s)->write_all(std::as_bytes(std::span(msg)), io::clock::now() + 5s);
+      EXPECT_EQ(s->ktls_active(), tls::ktls_available());
+      EXPECT_FALSE(detail::take_ktls_tx(s->native(), s->tls_engine().records_written()));
+      const std::string msg = "served with ktls_active=" + std::to_string(s->ktls_active());
+      auto w = co_await s->write_all(std::as_bytes(std::span(msg)), io::clock::now() + 5s);
       EXPECT_TRUE(w) << w.error().message();
       std::byte buf[64];
-      auto n = co_await (*s)->read_some(buf, io::clock::now() + 5s);
+      auto n = co_await s->read_some(buf, io::clock::now() + 5s);
       EXPECT_TRUE(n) << n.error().message();
       if (n) {
         EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf), *n), "thanks");
       }
-      auto sd = co_await (*s)->shutdown(io::clock::now() + 5s);
+      auto sd = co_await s->shutdown(io::clock::now() + 5s);
       EXPECT_TRUE(sd) << sd.error().message();
     };
     auto client_side = [&]() -> io::task<void> {
@@ -299,6 +317,149 @@ TEST_F(ktls_test, a_stream_sends_through_the_kernel_where_it_has_tls_and_in_user
       }
     };
     co_await io::when_all(server_side(), client_side());
-  };
-  r.run(run());
+  });
+}
+
+namespace {
+
+std::optional<detail::ktls_tx_params> attached;  // what the stand-in kernel was given
+
+bool stand_in_kernel(int, const detail::ktls_tx_params& p) {
+  attached.emplace(p);
+  return true;
+}
+
+struct stand_in_scope {
+  stand_in_scope() {
+    attached.reset();
+    detail::set_ktls_attach_for_testing(&stand_in_kernel);
+  }
+  ~stand_in_scope() {
+    detail::set_ktls_attach_for_testing(nullptr);
+    attached.reset();
+  }
+};
+
+}  // namespace
+
+TEST_F(ktls_test, on_the_kernel_path_a_stream_sends_plaintext_refuses_to_answer_a_key_update_and_closes_with_an_alert) {
+  // The kernel is a stand-in that accepts the parameters, so the stream's sends reach the
+  // client as plaintext; the client seals them with those parameters, as the kernel would,
+  // and its OpenSSL must read them.
+  stand_in_scope kernel;
+  auto sctx = server_context(1, TLS1_3_VERSION);
+  on_loopback([&](int lfd, std::uint16_t port) -> io::task<void> {
+    const auto deadline = io::clock::now() + 10s;
+    auto server_side = [&]() -> io::task<void> {
+      auto s = co_await accept_server(lfd, sctx.get(), deadline);
+      if (!s) co_return;
+      EXPECT_TRUE(s->ktls_active());
+      std::byte buf[64];
+      auto n = co_await s->read_some(buf, deadline);  // reads stay with OpenSSL
+      EXPECT_TRUE(n) << n.error().message();
+      if (n) {
+        EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf), *n), "go");
+      }
+      const std::string hello = "hello through the kernel";
+      auto w = co_await s->write_all(std::as_bytes(std::span(hello)), deadline);
+      EXPECT_TRUE(w) << w.error().message();
+      // The client asks for a key update and sends on under its new key: the data is read;
+      // the answer OpenSSL owes would carry a stale key, so what follows is refused.
+      n = co_await s->read_some(buf, deadline);
+      EXPECT_TRUE(n) << n.error().message();
+      if (n) {
+        EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf), *n), "more");
+      }
+      n = co_await s->read_some(buf, deadline);
+      EXPECT_FALSE(n);
+      if (!n) {
+        EXPECT_EQ(n.error(), std::error_code(tls::tls_errc::ktls_cannot_answer));
+      }
+      // No data may go before the answer, so writes fail too.
+      w = co_await s->write_all(std::as_bytes(std::span(hello)), deadline);
+      EXPECT_FALSE(w);
+      if (!w) {
+        EXPECT_EQ(w.error(), std::error_code(tls::tls_errc::ktls_cannot_answer));
+      }
+      auto sd = co_await s->shutdown(deadline);
+      EXPECT_TRUE(sd) << sd.error().message();
+    };
+    auto client_side = [&]() -> io::task<void> {
+      auto fd = co_await io::connect_tcp("127.0.0.1", port, 5s);
+      EXPECT_TRUE(fd);
+      if (!fd) co_return;
+      ssl_ptr ssl(SSL_new(cctx.get()));
+      SSL_set_tlsext_host_name(ssl.get(), host);
+      SSL_set1_host(ssl.get(), host);
+      SSL* cssl = ssl.get();
+      auto made = engine::create(std::move(ssl), role::client);
+      EXPECT_TRUE(made);
+      if (!made) co_return;
+      engine& e = **made;
+      std::vector<std::byte> rb(32 * 1024);
+      auto send_output = [&]() -> io::task<bool> {
+        while (!e.pending_output().empty()) {
+          auto n = co_await io::send_some(fd->get(), e.pending_output(), deadline);
+          if (!n) co_return false;
+          e.consume_output(*n);
+        }
+        co_return true;
+      };
+      // Raw bytes from the socket, fed to the engine unless `raw` takes them.
+      auto receive = [&](std::vector<std::byte>* raw = nullptr) -> io::task<bool> {
+        auto n = co_await io::recv_some(fd->get(), rb, deadline);
+        if (!n || *n == 0) co_return false;
+        if (raw) {
+          raw->insert(raw->end(), rb.begin(), rb.begin() + static_cast<std::ptrdiff_t>(*n));
+        } else {
+          e.feed(std::span(rb).first(*n));
+          e.keep_input();
+        }
+        co_return true;
+      };
+      while (!e.handshake_done()) {
+        (void)e.handshake();
+        if (!co_await send_output()) co_return;
+        if (e.handshake_done()) break;
+        if (!co_await receive()) co_return;
+      }
+      // The ticket comes from OpenSSL, before the switch; then nothing is left over.
+      std::byte buf[256];
+      while (!SSL_SESSION_has_ticket(SSL_get_session(cssl))) {
+        if (!co_await receive()) co_return;
+        EXPECT_EQ(e.read(buf).state, status::want_input);
+      }
+      EXPECT_EQ(e.input_pending(), 0u);
+      EXPECT_TRUE(attached);
+      if (!attached) co_return;
+      const std::uint64_t seq = rec_seq_of(*attached);
+      EXPECT_EQ(seq, 1u);
+
+      EXPECT_EQ(e.write(std::as_bytes(std::span("go", 2))).state, status::done);
+      if (!co_await send_output()) co_return;
+      const std::string hello = "hello through the kernel";
+      std::vector<std::byte> raw;
+      while (raw.size() < hello.size())
+        if (!co_await receive(&raw)) co_return;
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), hello);
+      EXPECT_EQ(client_reads(e, kernel_record(*attached, seq, hello)), hello);
+
+      EXPECT_EQ(SSL_key_update(cssl, SSL_KEY_UPDATE_REQUESTED), 1);
+      EXPECT_EQ(e.write(std::as_bytes(std::span("more", 4))).state, status::done);
+      if (!co_await send_output()) co_return;
+      // Next comes the close_notify's body, for the kernel to seal as an alert, and nothing
+      // of OpenSSL's (its key update would come first).
+      raw.clear();
+      while (raw.size() < 2)
+        if (!co_await receive(&raw)) break;
+      EXPECT_EQ(raw.size(), 2u);
+      if (raw.size() != 2) co_return;
+      EXPECT_EQ(raw[0], std::byte{1});
+      EXPECT_EQ(raw[1], std::byte{0});
+      EXPECT_EQ(client_reads(e, kernel_record(*attached, seq + 1, std::string_view("\x01\x00", 2), 21)), "<closed>");
+      raw.clear();
+      EXPECT_FALSE(co_await receive(&raw));  // then the FIN
+    };
+    co_await io::when_all(server_side(), client_side());
+  });
 }

@@ -52,10 +52,12 @@ using client_hello_retry = std::function<io::task<void>(SSL*, std::stop_token)>;
 /// from the traffic secret (RFC 8446, 7.3), the sequence number from the records the engine
 /// has written since the key changed. From then on write_all sends plaintext and the kernel
 /// makes the records; shutdown's close_notify goes as a kernel alert record. Reading stays
-/// with OpenSSL. A key update the peer asks to be answered, or an alert OpenSSL would send,
-/// cannot be, since OpenSSL's write state is stale: the read fails with
-/// tls_errc::ktls_cannot_answer. When the kernel refuses (no tls module), the stream goes on
-/// in user space as before; ktls_active() says which.
+/// with OpenSSL. A key update the peer asks to be answered (RFC 8446 wants the answer before
+/// our next data record), or an alert OpenSSL would send, cannot be, since OpenSSL's write
+/// state is stale: the data read with the request is delivered, then reads and writes fail
+/// with tls_errc::ktls_cannot_answer (shutdown still sends close_notify). When the kernel
+/// refuses (no tls module), the stream goes on in user space as before; ktls_active() says
+/// which.
 class stream final : public io::byte_stream {
  public:
   /// A stream over `fd` driven by `eng` (role decided by the engine).
@@ -135,6 +137,7 @@ class stream final : public io::byte_stream {
   std::stop_source flush_stop_;      // stops the read side's send for the taker
   bool fin_sent_ = false;
   bool ktls_tx_ = false;             // the kernel makes the outgoing records
+  bool ktls_owes_update_ = false;    // the peer asked for a key update we cannot send
 };
 
 /// Settings of the client side. `ca_pem` empty: the system trust store.
