@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <new>
 #include <string_view>
@@ -168,6 +169,24 @@ std::optional<ktls_tx_params> take_ktls_tx(SSL* ssl, std::uint64_t records_writt
   OPENSSL_cleanse(key.data(), key.size());
   OPENSSL_cleanse(iv.data(), iv.size());
   return p;
+}
+
+int send_ktls_alert(int fd, unsigned char level, unsigned char description) noexcept {
+  // The record type rides in a control message; the two bytes go whole or not at all.
+  unsigned char alert[2] = {level, description};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(unsigned char))] = {};
+  iovec iov{alert, sizeof alert};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_TLS;
+  c->cmsg_type = TLS_SET_RECORD_TYPE;
+  c->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+  *CMSG_DATA(c) = 21;  // alert
+  return ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0 ? 0 : errno;
 }
 
 namespace {

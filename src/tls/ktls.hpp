@@ -58,6 +58,11 @@ std::optional<ktls_tx_params> take_ktls_tx(SSL* ssl, std::uint64_t records_writt
 /// with records made in user space. Two setsockopt calls; nothing blocks.
 bool attach_ktls_tx(int fd, const ktls_tx_params& p) noexcept;
 
+/// Sends an alert (`level`, `description`) on a socket whose write side is the kernel's: a
+/// record of type alert, which the kernel seals. Returns 0 or the errno of a failed send
+/// (EAGAIN when the socket buffer is full: it never blocks).
+int send_ktls_alert(int fd, unsigned char level, unsigned char description) noexcept;
+
 /// Replaces the kernel in attach_ktls_tx (null: the kernel again), for tests on kernels
 /// without TLS: a stand-in that answers true puts a stream on its kernel-TLS path over a
 /// plain socket, where its plaintext can be sealed as the kernel would seal it.

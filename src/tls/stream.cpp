@@ -171,24 +171,9 @@ void stream::try_ktls() noexcept {
 }
 
 io::task<result<void>> stream::send_ktls_close_notify(io::clock::time_point deadline) {
-  // An alert record the kernel encrypts: the record type rides in a control message.
-  unsigned char alert[2] = {1, 0};  // warning, close_notify
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(unsigned char))] = {};
-  iovec iov{alert, sizeof alert};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_TLS;
-  c->cmsg_type = TLS_SET_RECORD_TYPE;
-  c->cmsg_len = CMSG_LEN(sizeof(unsigned char));
-  *CMSG_DATA(c) = 21;  // alert
   for (;;) {
-    // Two bytes: the kernel takes the record whole or not at all.
-    if (::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) co_return ok();
-    const int err = errno;
+    const int err = detail::send_ktls_alert(fd_.get(), 1, 0);  // warning, close_notify
+    if (err == 0) co_return ok();
     if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) co_return std::error_code(err, std::system_category());
     if (stop_.stop_requested()) co_return errc::cancelled;
     if (io::clock::now() >= deadline) co_return errc::timed_out;
