@@ -241,6 +241,7 @@ void engine::count_records(const unsigned char* p, std::size_t n) noexcept {
     --n;
     if (header_have_ == sizeof header_) {
       ++records_written_;
+      records_since_ccs_ = header_[0] == SSL3_RT_CHANGE_CIPHER_SPEC ? 0 : records_since_ccs_ + 1;
       record_left_ = static_cast<std::size_t>(header_[3]) << 8 | header_[4];
       header_have_ = 0;
     }

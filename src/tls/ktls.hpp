@@ -1,4 +1,4 @@
-// Kernel TLS for the write side of a TLS 1.3 server connection: what the kernel needs
+// Kernel TLS for the write side of a TLS 1.3 or 1.2 server connection: what the kernel needs
 // (key, IV, next record sequence number) taken from OpenSSL without I/O, and handing it to
 // a socket.
 #pragma once
@@ -21,6 +21,10 @@
 #define SOL_TLS 282
 #endif
 
+namespace letsencrypt::tls {
+class engine;
+}
+
 namespace letsencrypt::tls::detail {
 
 /// The parameters of SOL_TLS TLS_TX for one connection. Holds a traffic key: wiped when
@@ -36,21 +40,25 @@ struct ktls_tx_params {
   ~ktls_tx_params();
 };
 
-/// Makes every connection of the server context `ctx` keep its TLS 1.3 application write
-/// secret, taken from OpenSSL's key-log callback when the server's write key changes to it,
-/// with the number of records its engine had written by then, until take_ktls_tx() or the
-/// SSL's end. Returns false, changing nothing, when `ctx` already has a key-log callback (a
-/// context whose keys are logged for its owner is left as it is) or no ex_data index can be
-/// made. Contexts that do not use engines keep nothing.
+/// Makes every connection of the server context `ctx` keep the secret its write key comes
+/// from, taken from OpenSSL's key-log callback: TLS 1.3's application write secret, with the
+/// number of records its engine had written when the write key changed to it, or TLS 1.2's
+/// master secret. Kept until take_ktls_tx() or the SSL's end. Returns false, changing
+/// nothing, when `ctx` already has a key-log callback (a context whose keys are logged for
+/// its owner is left as it is) or no ex_data index can be made. Contexts that do not use
+/// engines keep nothing.
 bool keep_write_secrets(SSL_CTX* ctx) noexcept;
 
-/// Takes `ssl`'s kept secret (wiping it) and derives the kernel's parameters for the
-/// records that follow: the key and IV of RFC 8446, 7.3, and the sequence number
-/// `records_written` minus the records written before the key changed (the tickets sent
-/// since). nullopt when nothing was kept, the connection is not TLS 1.3 with
-/// TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 or TLS_CHACHA20_POLY1305_SHA256, or it
-/// negotiated a maximum fragment length (kernel records are always full size). No I/O.
-std::optional<ktls_tx_params> take_ktls_tx(SSL* ssl, std::uint64_t records_written) noexcept;
+/// Takes the kept secret of `e`'s connection (wiping it) and derives the kernel's parameters
+/// for the records that follow. TLS 1.3: key and IV as RFC 8446, 7.3 derives them, and the
+/// sequence number the records written since the key changed (the tickets sent since).
+/// TLS 1.2: the server's key and IV from the key block (RFC 5246, 6.3), the sequence number
+/// the records written since the server's ChangeCipherSpec, and for AES-GCM a random start
+/// for the explicit nonces (OpenSSL's own start is not public; 2^64 values make a meeting of
+/// the two ranges negligible). nullopt when nothing was kept, the suite is not AES-128-GCM,
+/// AES-256-GCM or ChaCha20-Poly1305, or the connection negotiated a maximum fragment length
+/// (kernel records are always full size). No I/O.
+std::optional<ktls_tx_params> take_ktls_tx(const engine& e) noexcept;
 
 /// Hands the write side of the connected TCP socket `fd` to the kernel's TLS: attaches the
 /// "tls" upper-layer protocol and sets TLS_TX. false when the kernel refuses either (no tls

@@ -165,8 +165,9 @@ io::task<void> stream::send_alert() {
 }
 
 void stream::try_ktls() noexcept {
+  if (ktls_tx_) return;
   // Taken even where the kernel refuses, so the secret does not outlive the handshake.
-  auto params = detail::take_ktls_tx(eng_->native(), eng_->records_written());
+  auto params = detail::take_ktls_tx(*eng_);
   if (params && eng_->pending_output().empty()) ktls_tx_ = detail::attach_ktls_tx(fd_.get(), *params);
 }
 

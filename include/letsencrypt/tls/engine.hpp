@@ -110,6 +110,9 @@ class engine {
   /// (ServerHello or ClientHello) on. Kernel TLS takes over the write side with the next
   /// record's sequence number, counted from the write key's start.
   std::uint64_t records_written() const noexcept { return records_written_; }
+  /// Records written after the last ChangeCipherSpec record: in TLS 1.2, those under the
+  /// current write key.
+  std::uint64_t records_since_change_cipher_spec() const noexcept { return records_since_ccs_; }
   /// The engine whose BIO `ssl` writes to, or null when it is not an engine's.
   static const engine* of(const SSL* ssl) noexcept;
 
@@ -136,6 +139,7 @@ class engine {
   bool lent_ = false;               // out_ must not move: writes go to spill_
   std::vector<std::byte> spill_;
   std::uint64_t records_written_ = 0;
+  std::uint64_t records_since_ccs_ = 0;
   std::size_t record_left_ = 0;   // bytes of the record being written still to come
   unsigned char header_[5]{};     // the next record's header, as far as it has come
   std::size_t header_have_ = 0;

@@ -33,7 +33,7 @@ struct server_context_options {
 /// renegotiation is refused, compression is off, and there is no server-side session cache
 /// (resumption is by tickets only: install a ticket_keys on the result). No certificate is
 /// set: install a resolver, or set one on the context. Where the kernel has TLS
-/// (ktls_available()), each connection keeps its TLS 1.3 write secret until its tls::stream
+/// (ktls_available()), each connection keeps its write secret until its tls::stream
 /// hands the write side to the kernel (see tls::stream); a key-log callback set on the
 /// context afterwards replaces that, and the streams stay in user space.
 ///

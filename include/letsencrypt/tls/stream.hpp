@@ -48,9 +48,10 @@ using client_hello_retry = std::function<io::task<void>(SSL*, std::stop_token)>;
 /// SSL_set_fd), which the engine's BIO is not. A server stream whose context keeps write
 /// secrets (make_server_context does so where ktls_available() is true) hands its write
 /// side to the kernel once handshake() has finished and the tickets are sent, when the
-/// connection is TLS 1.3 with an AES-GCM or ChaCha20-Poly1305 suite: the key and IV come
-/// from the traffic secret (RFC 8446, 7.3), the sequence number from the records the engine
-/// has written since the key changed. From then on write_all sends plaintext and the kernel
+/// connection is TLS 1.3 or 1.2 with an AES-GCM or ChaCha20-Poly1305 suite: the key and IV
+/// come from the traffic secret (RFC 8446, 7.3) or TLS 1.2's key block (RFC 5246, 6.3), the
+/// sequence number from the records the engine has written since the key changed. From then
+/// on write_all sends plaintext and the kernel
 /// makes the records; shutdown's close_notify goes as a kernel alert record. Reading stays
 /// with OpenSSL. A key update the peer asks to be answered (RFC 8446 wants the answer before
 /// our next data record), or an alert OpenSSL would send, cannot be, since OpenSSL's write
