@@ -68,6 +68,12 @@ void stream::release_input() noexcept {
 }
 
 io::task<result<void>> stream::flush(io::clock::time_point deadline, bool yields) {
+  // Once the kernel makes the records, OpenSSL's would be sealed a second time: whatever path
+  // asks to send them (a key update or ticket asked of the SSL directly, say) fails here.
+  if (ktls_tx_ && !eng_->pending_output().empty()) {
+    ktls_stuck_ = true;
+    co_return tls_errc::ktls_cannot_answer;
+  }
   while (!eng_->pending_output().empty()) {
     if (flushing_) {
       // Two sends at once could interleave records, so this one waits. Only a write (or
@@ -243,7 +249,7 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
   busy_guard g(*this, &stream::reading_);
   if (!g.ok()) co_return errc::busy;
   if (buf.empty()) co_return std::size_t{0};
-  if (ktls_owes_update_) co_return tls_errc::ktls_cannot_answer;
+  if (ktls_stuck_) co_return tls_errc::ktls_cannot_answer;
   for (;;) {
     auto r = eng_->read(buf);
     release_input();
@@ -253,11 +259,11 @@ io::task<result<std::size_t>> stream::read_some(std::span<std::byte> buf, io::cl
     }
     if (ktls_tx_) {
       // A key update the peer asked for must be answered before our next data record, and
-      // OpenSSL would answer with its own, stale, write state. What was read is still
-      // delivered; later reads and writes fail.
-      if (SSL_get_key_update_type(eng_->native()) != SSL_KEY_UPDATE_NONE) ktls_owes_update_ = true;
-      if (!eng_->pending_output().empty()) co_return tls_errc::ktls_cannot_answer;
-      if (ktls_owes_update_ && r.state != status::done) co_return tls_errc::ktls_cannot_answer;
+      // OpenSSL would answer (or send anything else) with its own, stale, write state. What
+      // was read is still delivered; later reads and writes fail.
+      if (SSL_get_key_update_type(eng_->native()) != SSL_KEY_UPDATE_NONE || !eng_->pending_output().empty())
+        ktls_stuck_ = true;
+      if (ktls_stuck_ && r.state != status::done) co_return tls_errc::ktls_cannot_answer;
     }
     // Post-handshake messages (key updates) may need an answer before more data comes. A
     // write's flush in progress sends it; waiting for that flush here could deadlock two
@@ -288,8 +294,12 @@ io::task<result<void>> stream::write_all(std::span<const std::byte> buf, io::clo
   busy_guard g(*this, &stream::writing_);
   if (!g.ok()) co_return errc::busy;
   if (ktls_tx_) {
-    if (ktls_owes_update_) co_return tls_errc::ktls_cannot_answer;
+    // As in user space, a connection whose TLS failed takes no more data.
+    if (eng_->error()) co_return eng_->error();
     while (!buf.empty()) {
+      // Checked before each send: a key update asked for while this write runs must be
+      // answered before any more data.
+      if (ktls_stuck_) co_return tls_errc::ktls_cannot_answer;
       LE_CO_TRY(n, co_await io::send_some(fd_.get(), buf, deadline, stop_));
       buf = buf.subspan(n);
     }
@@ -314,8 +324,14 @@ io::task<result<void>> stream::shutdown(io::clock::time_point deadline) {
   if (!g.ok()) co_return errc::busy;
   if (fin_sent_) co_return ok();
   if (ktls_tx_) {
-    LE_CO_TRY_VOID(co_await send_ktls_close_notify(deadline));
-  } else if (eng_->handshake_done()) {
+    // No close_notify after a failure, as in user space. And no FIN here: the kernel may
+    // still hold records it could not hand to TCP yet (a send it accepted while the socket
+    // was full), which a FIN would cut off; closing the descriptor sends what is left first.
+    fin_sent_ = true;
+    if (!eng_->error()) LE_CO_TRY_VOID(co_await send_ktls_close_notify(deadline));
+    co_return ok();
+  }
+  if (eng_->handshake_done()) {
     auto r = eng_->shutdown();
     if (r.state != status::error) LE_CO_TRY_VOID(co_await flush(deadline));
   }

@@ -51,12 +51,16 @@ using client_hello_retry = std::function<io::task<void>(SSL*, std::stop_token)>;
 /// connection is TLS 1.3 or 1.2 with an AES-GCM or ChaCha20-Poly1305 suite: the key and IV
 /// come from the traffic secret (RFC 8446, 7.3) or TLS 1.2's key block (RFC 5246, 6.3), the
 /// sequence number from the records the engine has written since the key changed. From then
-/// on write_all sends plaintext and the kernel
-/// makes the records; shutdown's close_notify goes as a kernel alert record. Reading stays
-/// with OpenSSL. A key update the peer asks to be answered (RFC 8446 wants the answer before
-/// our next data record), or an alert OpenSSL would send, cannot be, since OpenSSL's write
-/// state is stale: the data read with the request is delivered, then reads and writes fail
-/// with tls_errc::ktls_cannot_answer (shutdown still sends close_notify). When the kernel
+/// on write_all sends plaintext and the kernel makes the records; shutdown sends close_notify
+/// as a kernel alert record and leaves the FIN to the descriptor's close, because the kernel
+/// may still hold records TCP has not taken, which an earlier FIN would cut off. Reading
+/// stays with OpenSSL. A key update the peer asks to be answered (RFC 8446 wants the answer
+/// before our next data record), or any record OpenSSL would send (an alert, a ticket or key
+/// update asked of native()), cannot be, since OpenSSL's write state is stale: the data read
+/// with the request is delivered, then reads and writes fail with
+/// tls_errc::ktls_cannot_answer (shutdown still sends close_notify). Record padding
+/// (SSL_CTX_set_record_padding_callback, _set_block_padding) and a smaller
+/// max_send_fragment are OpenSSL's and do not apply to the kernel's records. When the kernel
 /// refuses (no tls module), the stream goes on in user space as before; ktls_active() says
 /// which.
 class stream final : public io::byte_stream {
@@ -138,7 +142,7 @@ class stream final : public io::byte_stream {
   std::stop_source flush_stop_;      // stops the read side's send for the taker
   bool fin_sent_ = false;
   bool ktls_tx_ = false;             // the kernel makes the outgoing records
-  bool ktls_owes_update_ = false;    // the peer asked for a key update we cannot send
+  bool ktls_stuck_ = false;          // OpenSSL has records to send that cannot be sent
 };
 
 /// Settings of the client side. `ca_pem` empty: the system trust store.
