@@ -152,7 +152,8 @@ bool key_block(SSL* ssl, std::span<const unsigned char> master, std::span<unsign
   if (!ctx) return false;
   const OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(EVP_MD_get0_name(md)), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, const_cast<unsigned char*>(master.data()), master.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, const_cast<unsigned char*>(master.data()),
+                                        master.size()),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed.data(), seed.size()),
       OSSL_PARAM_construct_end(),
   };
