@@ -11,11 +11,11 @@
 #include <openssl/tls1.h>
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string_view>
 
@@ -86,21 +86,6 @@ void keep_secret(const SSL* ssl, const char* line) {
   if (SSL_set_ex_data(s, secret_index(), k) != 1) delete k;
 }
 
-// HKDF-Expand-Label(secret, label, "", out.size()), RFC 8446, 7.1.
-bool expand_label(hkdf_hash h, std::span<const unsigned char> secret, std::string_view label,
-                  std::span<unsigned char> out) noexcept {
-  constexpr std::string_view prefix = "tls13 ";
-  std::array<unsigned char, 2 + 1 + 16 + 1> info{};
-  std::size_t n = 0;
-  info[n++] = static_cast<unsigned char>(out.size() >> 8);
-  info[n++] = static_cast<unsigned char>(out.size());
-  info[n++] = static_cast<unsigned char>(prefix.size() + label.size());
-  for (char c : prefix) info[n++] = static_cast<unsigned char>(c);
-  for (char c : label) info[n++] = static_cast<unsigned char>(c);
-  info[n++] = 0;  // empty context
-  return hkdf_expand(h, secret, std::span(info).first(n), out);
-}
-
 void put_be64(unsigned char* out, std::uint64_t v) noexcept {
   for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<unsigned char>(v);
 }
@@ -167,13 +152,10 @@ bool key_block(SSL* ssl, std::span<const unsigned char> master, std::span<unsign
 std::optional<ktls_tx_params> take_ktls_tx(const engine& e) noexcept {
   SSL* ssl = e.native();
   if (!ssl || secret_index() < 0) return std::nullopt;
-  auto* k = static_cast<kept_secret*>(SSL_get_ex_data(ssl, secret_index()));
+  // Taken out of the SSL, so it is wiped when this returns whatever the outcome.
+  const std::unique_ptr<kept_secret> k(static_cast<kept_secret*>(SSL_get_ex_data(ssl, secret_index())));
   if (!k) return std::nullopt;
   SSL_set_ex_data(ssl, secret_index(), nullptr);
-  struct wipe {
-    kept_secret* k;
-    ~wipe() { delete k; }
-  } wiped{k};
 
   const int version = SSL_version(ssl);
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
@@ -197,8 +179,9 @@ std::optional<ktls_tx_params> take_ktls_tx(const engine& e) noexcept {
   bool derived = false;
   if (version == TLS1_3_VERSION) {
     const hkdf_hash hash = cipher_type == TLS_CIPHER_AES_GCM_256 ? hkdf_hash::sha384 : hkdf_hash::sha256;
-    derived = k->size == hkdf_hash_size(hash) && expand_label(hash, secret, "key", std::span(key).first(key_size)) &&
-              expand_label(hash, secret, "iv", iv);
+    derived = k->size == hkdf_hash_size(hash) &&
+              hkdf_expand_label(hash, secret, "key", std::span(key).first(key_size)) &&
+              hkdf_expand_label(hash, secret, "iv", iv);
     seq = e.records_written() - k->records_before;
   } else {
     // client key, server key, client IV, server IV: 4 bytes of IV for AES-GCM (the explicit

@@ -475,6 +475,15 @@ bool hkdf_expand(hkdf_hash h, std::span<const unsigned char> prk, std::span<cons
   return expand(impl_of(h), prk, info, out);
 }
 
+bool hkdf_expand_label(hkdf_hash h, std::span<const unsigned char> secret, std::string_view label,
+                       std::span<unsigned char> out) noexcept {
+  constexpr std::string_view prefix = "tls13 ";
+  const auto bytes = [](std::string_view v) {
+    return std::span(reinterpret_cast<const unsigned char*>(v.data()), v.size());
+  };
+  return expand_label(impl_of(h), secret, bytes(prefix), bytes(label), {}, out);
+}
+
 const OSSL_DISPATCH* tls13_kdf_functions(const OSSL_DISPATCH* from) noexcept {
   fallback_functions f;
   for (const OSSL_DISPATCH* d = from; d && d->function_id != 0; ++d) {

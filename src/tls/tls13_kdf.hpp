@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string_view>
 
 namespace letsencrypt::tls::detail {
 
@@ -23,6 +24,12 @@ void hkdf_extract(hkdf_hash h, std::span<const unsigned char> salt, std::span<co
 /// when `out` is longer than 255 hash outputs.
 bool hkdf_expand(hkdf_hash h, std::span<const unsigned char> prk, std::span<const unsigned char> info,
                  std::span<unsigned char> out) noexcept;
+
+/// HKDF-Expand-Label(secret, label, "", out.size()) of RFC 8446, 7.1 ("tls13 " before the
+/// label), the same code the KDF below runs: fills `out`. Returns false, writing nothing,
+/// when `label` is longer than 249 bytes or `out` longer than 255 hash outputs.
+bool hkdf_expand_label(hkdf_hash h, std::span<const unsigned char> secret, std::string_view label,
+                       std::span<unsigned char> out) noexcept;
 
 /// The provider functions of the library context's "TLS13-KDF", the KDF libssl runs for
 /// every step of the TLS 1.3 key schedule. It takes the same parameters and gives the same
