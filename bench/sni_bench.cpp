@@ -30,8 +30,13 @@
 
 #include "letsencrypt/tls/handles.hpp"
 #include "letsencrypt/tls/sni_map.hpp"
+#include "bench_certs.hpp"
 
 using namespace letsencrypt;
+using bench::ca;
+using bench::fail;
+using bench::leaf_shape;
+using bench::mint;
 
 // ---- allocation counting: every operator new on this thread --------------------------------
 
@@ -57,88 +62,6 @@ thread_local std::uint64_t thread_allocs = 0;
 [[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace {
-
-// ---- a throwaway CA and leaves -------------------------------------------------------------
-
-[[noreturn]] void fail(const char* what) { throw std::runtime_error(what); }
-
-// What a leaf carries besides its subject and key.
-enum class leaf_shape {
-  san_only,  // a subject alternative name
-  typical,   // as tools/gen-certs and CAs issue them: basic constraints, key usage, extended
-             // key usage, subject alternative name, authority key identifier
-};
-
-void add_extension(X509* cert, X509* issuer, int nid, const std::string& value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer ? issuer : cert, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
-  if (!ext) fail("extension");
-  X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-}
-
-tls::x509_ptr mint(EVP_PKEY* subject_key, const std::string& dns, X509* issuer, EVP_PKEY* issuer_key,
-                   leaf_shape shape = leaf_shape::san_only) {
-  tls::x509_ptr c(X509_new());
-  if (!c) fail("X509_new");
-  X509_set_version(c.get(), X509_VERSION_3);
-  unsigned char serial[16];
-  RAND_bytes(serial, sizeof serial);
-  serial[0] &= 0x7f;
-  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
-  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(c.get()));
-  BN_free(bn);
-  X509_gmtime_adj(X509_getm_notBefore(c.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(c.get()), 90 * 24 * 3600);
-  X509_set_pubkey(c.get(), subject_key);
-  X509_NAME* name = X509_get_subject_name(c.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(dns.c_str()), -1, -1, 0);
-  X509_set_issuer_name(c.get(), issuer ? X509_get_subject_name(issuer) : name);
-  if (!issuer) {
-    add_extension(c.get(), nullptr, NID_basic_constraints, "critical,CA:TRUE");
-    add_extension(c.get(), nullptr, NID_subject_key_identifier, "hash");
-  } else if (shape == leaf_shape::san_only) {
-    add_extension(c.get(), issuer, NID_subject_alt_name, "DNS:" + dns);
-  } else {
-    add_extension(c.get(), issuer, NID_basic_constraints, "critical,CA:FALSE");
-    add_extension(c.get(), issuer, NID_key_usage, "critical,digitalSignature");
-    add_extension(c.get(), issuer, NID_ext_key_usage, "serverAuth");
-    add_extension(c.get(), issuer, NID_subject_alt_name, "DNS:" + dns);
-    add_extension(c.get(), issuer, NID_authority_key_identifier, "keyid");
-  }
-  if (X509_sign(c.get(), issuer_key, EVP_sha256()) <= 0) fail("X509_sign");
-  // Round-trip through DER, as certificates loaded from storage are held.
-  unsigned char* der = nullptr;
-  const int len = i2d_X509(c.get(), &der);
-  const unsigned char* p = der;
-  tls::x509_ptr parsed(d2i_X509(nullptr, &p, len));
-  OPENSSL_free(der);
-  if (!parsed) fail("d2i_X509");
-  return parsed;
-}
-
-struct throwaway_ca {
-  tls::evp_pkey_ptr key{EVP_EC_gen("P-256")};
-  tls::x509_ptr cert = mint(key.get(), "bench CA", nullptr, key.get());
-
-  std::shared_ptr<const tls::certified_key> leaf(const std::string& dns,
-                                                 leaf_shape shape = leaf_shape::san_only) const {
-    tls::evp_pkey_ptr k(EVP_EC_gen("P-256"));
-    if (!k) fail("EVP_EC_gen");
-    auto c = mint(k.get(), dns, cert.get(), key.get(), shape);
-    X509* chain[] = {cert.get()};
-    auto ck = tls::make_certified_key(c.get(), k.get(), chain);
-    if (!ck) fail("make_certified_key");
-    return std::move(ck).value();
-  }
-};
-
-const throwaway_ca& ca() {
-  static const throwaway_ca instance;
-  return instance;
-}
 
 std::string host(std::size_t i) { return "host" + std::to_string(i) + ".example.com"; }
 
