@@ -260,15 +260,55 @@ const hash_impl* hash_named(std::string_view name) noexcept {
   return nullptr;
 }
 
+// The parameters this implementation reads, each the first of its name in the list, as
+// OSSL_PARAM_locate would find it. Found in one pass because libssl passes six parameters to
+// each of the fifteen or so derivations of a handshake, and looking up each of the nine names
+// on its own compared the names about sixty times per derivation.
+struct kdf_params {
+  const OSSL_PARAM* engine = nullptr;
+  const OSSL_PARAM* properties = nullptr;
+  const OSSL_PARAM* digest = nullptr;
+  const OSSL_PARAM* mode = nullptr;
+  const OSSL_PARAM* key = nullptr;
+  const OSSL_PARAM* salt = nullptr;
+  const OSSL_PARAM* prefix = nullptr;
+  const OSSL_PARAM* label = nullptr;
+  const OSSL_PARAM* data = nullptr;
+
+  explicit kdf_params(const OSSL_PARAM* params) noexcept {
+    for (const OSSL_PARAM* p = params; p->key; ++p)
+      if (const OSSL_PARAM** slot = slot_for(p->key); slot && !*slot) *slot = p;
+  }
+
+ private:
+  const OSSL_PARAM** slot_for(std::string_view name) noexcept {
+    const std::pair<std::string_view, const OSSL_PARAM**> slots[] = {
+        {OSSL_KDF_PARAM_KEY, &key},       {OSSL_KDF_PARAM_DATA, &data},
+        {OSSL_KDF_PARAM_PREFIX, &prefix}, {OSSL_KDF_PARAM_LABEL, &label},
+        {OSSL_KDF_PARAM_MODE, &mode},     {OSSL_KDF_PARAM_DIGEST, &digest},
+        {OSSL_KDF_PARAM_SALT, &salt},     {OSSL_KDF_PARAM_PROPERTIES, &properties},
+        {OSSL_ALG_PARAM_ENGINE, &engine},
+    };
+    for (const auto& [n, slot] : slots)
+      if (n == name) return slot;
+    return nullptr;
+  }
+};
+
 // Whether `params` ask for what only OpenSSL's implementation does: another digest (or a
 // malformed digest parameter, which its own checks judge), a property query (which can
-// make its digest fetch fail), or an engine. libssl asks for none of these.
-bool needs_openssl(const OSSL_PARAM params[]) noexcept {
-  if (OSSL_PARAM_locate_const(params, OSSL_ALG_PARAM_ENGINE)) return true;
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PROPERTIES))
+// make its digest fetch fail), or an engine. libssl asks for none of these. Otherwise sets
+// `hash` to the digest asked for (unchanged when none is).
+bool needs_openssl(const kdf_params& k, const hash_impl*& hash) noexcept {
+  if (k.engine) return true;
+  if (const OSSL_PARAM* p = k.properties)
     if (p->data_type != OSSL_PARAM_UTF8_STRING || (p->data && *static_cast<const char*>(p->data) != '\0')) return true;
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST))
-    return p->data_type != OSSL_PARAM_UTF8_STRING || !p->data || !hash_named(static_cast<const char*>(p->data));
+  if (const OSSL_PARAM* p = k.digest) {
+    if (p->data_type != OSSL_PARAM_UTF8_STRING || !p->data) return true;
+    const hash_impl* h = hash_named(static_cast<const char*>(p->data));
+    if (!h) return true;
+    hash = h;
+  }
   return false;
 }
 
@@ -308,21 +348,18 @@ bool hand_over(kdf_ctx& c) noexcept {
   return true;
 }
 
-int set_octets(param_bytes& b, const OSSL_PARAM params[], const char* name) noexcept {
-  const OSSL_PARAM* const p = OSSL_PARAM_locate_const(params, name);
-  return !p || b.assign(*p) ? 1 : 0;
-}
+int set_octets(param_bytes& b, const OSSL_PARAM* p) noexcept { return !p || b.assign(*p) ? 1 : 0; }
 
 // OpenSSL 3.0's kdf_tls1_3_set_ctx_params, step for step.
 int kdf_set_ctx_params(void* vctx, const OSSL_PARAM params[]) noexcept {
   auto& c = *static_cast<kdf_ctx*>(vctx);
   if (!params) return 1;
-  if (!c.delegate && needs_openssl(params) && !hand_over(c)) return 0;
   if (c.delegate) return fallback.set_ctx_params(c.delegate, params);
-  // What is left of ossl_prov_digest_load_from_params: a digest this file computes.
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST))
-    c.hash = hash_named(static_cast<const char*>(p->data));
-  if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_MODE)) {
+  const kdf_params k(params);
+  // What is left of ossl_prov_digest_load_from_params: a digest this file computes (set by
+  // needs_openssl).
+  if (needs_openssl(k, c.hash)) return hand_over(c) ? fallback.set_ctx_params(c.delegate, params) : 0;
+  if (const OSSL_PARAM* p = k.mode) {
     int n = 0;
     if (p->data_type == OSSL_PARAM_UTF8_STRING) {
       const std::string_view s = p->data ? static_cast<const char*>(p->data) : "";
@@ -344,15 +381,14 @@ int kdf_set_ctx_params(void* vctx, const OSSL_PARAM params[]) noexcept {
       return 0;
     }
   }
-  if (!set_octets(c.key, params, OSSL_KDF_PARAM_KEY) || !set_octets(c.salt, params, OSSL_KDF_PARAM_SALT)) return 0;
+  if (!set_octets(c.key, k.key) || !set_octets(c.salt, k.salt)) return 0;
   if (c.mode == EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND) {
     ERR_raise(ERR_LIB_PROV, PROV_R_INVALID_MODE);
     return 0;
   }
-  if (!set_octets(c.prefix, params, OSSL_KDF_PARAM_PREFIX) || !set_octets(c.label, params, OSSL_KDF_PARAM_LABEL))
-    return 0;
+  if (!set_octets(c.prefix, k.prefix) || !set_octets(c.label, k.label)) return 0;
   c.data.clear();  // the context is given anew with each call, as in OpenSSL
-  return set_octets(c.data, params, OSSL_KDF_PARAM_DATA);
+  return set_octets(c.data, k.data);
 }
 
 // RFC 8446's Derive-Secret(salt, "derived", "") then HKDF-Extract, as OpenSSL 3.0's

@@ -193,6 +193,14 @@ TEST(tls13_kdf, agrees_with_openssls_on_every_shape_of_parameters) {
     // A property query can make OpenSSL's digest fetch fail; an engine is looked up.
     if (rng() % 10 == 0) all.push_back({param::utf8, OSSL_KDF_PARAM_PROPERTIES, {}, pick(properties)});
     if (rng() % 40 == 0) all.push_back({param::utf8, OSSL_ALG_PARAM_ENGINE, {}, "no-such-engine"});
+    // A name given twice: OpenSSL reads the first of each name, and so must this one.
+    if (rng() % 6 == 0 && !all.empty()) {
+      param again = all[rng() % all.size()];
+      if (again.type == param::octets) again.data = random_bytes(pick(key_sizes));
+      if (again.type == param::utf8) again.text = again.name == OSSL_KDF_PARAM_DIGEST ? pick(digests) : "";
+      if (again.type == param::integer) again.number = static_cast<int>(rng() % 4);
+      all.insert(all.begin() + static_cast<std::ptrdiff_t>(rng() % (all.size() + 1)), std::move(again));
+    }
     // Some parameters at set-up, the rest with the derivation (the context is then data-less
     // unless the second call gives it, in both).
     std::vector<param> first, second;
