@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "letsencrypt/tls/error.hpp"
+#include "tls/libctx.hpp"
 
 namespace letsencrypt::tls {
 namespace {
@@ -16,6 +17,19 @@ namespace {
 int ctx_index() {
   static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
+}
+
+// The tickets' cipher, fetched once. Why: given OpenSSL's built-in EVP_aes_256_cbc(),
+// every EVP_EncryptInit_ex and EVP_DecryptInit_ex looks the cipher up again by name (in the
+// default library context), once for every ticket issued and every ticket presented.
+const EVP_CIPHER* ticket_cipher() {
+  static EVP_CIPHER* const fetched = [] {
+    ERR_set_mark();
+    EVP_CIPHER* c = EVP_CIPHER_fetch(detail::library_context(), "AES-256-CBC", nullptr);
+    ERR_pop_to_mark();
+    return c;
+  }();
+  return fetched ? fetched : EVP_aes_256_cbc();
 }
 
 bool fresh_key(ticket_keys::key& k) {
@@ -100,8 +114,8 @@ int ticket_keys::callback(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_
                                           k.hmac.size()),
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
     if (EVP_MAC_CTX_set_params(hctx, params) != 1) return false;
-    if (encrypt) return EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes.data(), iv) == 1;
-    return EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes.data(), iv) == 1;
+    if (encrypt) return EVP_EncryptInit_ex(cctx, ticket_cipher(), nullptr, k.aes.data(), iv) == 1;
+    return EVP_DecryptInit_ex(cctx, ticket_cipher(), nullptr, k.aes.data(), iv) == 1;
   };
   if (enc == 1) {
     if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1) return -1;
