@@ -9,7 +9,6 @@
 #include <system_error>
 
 #include "letsencrypt/tls/error.hpp"
-#include "tls/libctx.hpp"
 
 namespace letsencrypt::tls {
 namespace {
@@ -17,19 +16,6 @@ namespace {
 int ctx_index() {
   static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
-}
-
-// The tickets' cipher, fetched once. Why: given OpenSSL's built-in EVP_aes_256_cbc(),
-// every EVP_EncryptInit_ex and EVP_DecryptInit_ex looks the cipher up again by name (in the
-// default library context), once for every ticket issued and every ticket presented.
-const EVP_CIPHER* ticket_cipher() {
-  static EVP_CIPHER* const fetched = [] {
-    ERR_set_mark();
-    EVP_CIPHER* c = EVP_CIPHER_fetch(detail::library_context(), "AES-256-CBC", nullptr);
-    ERR_pop_to_mark();
-    return c;
-  }();
-  return fetched ? fetched : EVP_aes_256_cbc();
 }
 
 bool fresh_key(ticket_keys::key& k) {
@@ -45,6 +31,19 @@ ticket_keys::ticket_keys() {
     throw std::system_error(make_error_code(tls_errc::internal_error), "ticket key generation");
   }
   publish(shadow_);
+  // Why: given OpenSSL's built-in EVP_aes_256_cbc(), every EVP_EncryptInit_ex and
+  // EVP_DecryptInit_ex looks the cipher up again by name, in the default library context
+  // with its default properties, for every ticket issued and every ticket presented. This is
+  // that lookup, made once.
+  ERR_set_mark();
+  cipher_ = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", "");
+  ERR_pop_to_mark();
+}
+
+ticket_keys::~ticket_keys() {
+  EVP_CIPHER_free(cipher_);
+  OPENSSL_cleanse(&shadow_, sizeof shadow_);
+  for (auto& w : data_) w.store(0, std::memory_order_relaxed);
 }
 
 void ticket_keys::publish(const key_set& s) noexcept {
@@ -59,6 +58,7 @@ void ticket_keys::publish(const key_set& s) noexcept {
   std::atomic_thread_fence(std::memory_order_release);
   for (std::size_t i = 0; i < words; ++i) data_[i].store(buf[i], std::memory_order_relaxed);
   seq_.store(q + 2, std::memory_order_release);
+  OPENSSL_cleanse(buf, sizeof buf);
 }
 
 ticket_keys::key_set ticket_keys::snapshot() const noexcept {
@@ -74,16 +74,21 @@ ticket_keys::key_set ticket_keys::snapshot() const noexcept {
   std::memcpy(&s.current, buf, sizeof(key));
   std::memcpy(&s.previous, reinterpret_cast<unsigned char*>(buf) + sizeof(key), sizeof(key));
   s.has_previous = buf[words - 1] != 0;
+  OPENSSL_cleanse(buf, sizeof buf);
   return s;
 }
 
 result<void> ticket_keys::rotate() {
   std::lock_guard lk(writer_);
   key next;
-  if (!fresh_key(next)) return tls_error();
+  if (!fresh_key(next)) {
+    OPENSSL_cleanse(&next, sizeof next);
+    return tls_error();
+  }
   shadow_.previous = shadow_.current;
   shadow_.has_previous = true;
   shadow_.current = next;
+  OPENSSL_cleanse(&next, sizeof next);
   publish(shadow_);
   generation_.fetch_add(1, std::memory_order_relaxed);
   return ok();
@@ -106,7 +111,13 @@ int ticket_keys::callback(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_
                           EVP_MAC_CTX* hctx, int enc) {
   auto* self = static_cast<ticket_keys*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index()));
   if (!self) return -1;
-  key_set ks = self->snapshot();
+  // The handshake's copy of the keys, wiped when the callback returns.
+  struct wiped_key_set {
+    key_set v;
+    ~wiped_key_set() { OPENSSL_cleanse(&v, sizeof v); }
+  } copy{self->snapshot()};
+  const key_set& ks = copy.v;
+  const EVP_CIPHER* const cipher = self->cipher_ ? self->cipher_ : EVP_aes_256_cbc();
   auto set_keys = [&](const key& k, bool encrypt) {
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {
@@ -114,8 +125,8 @@ int ticket_keys::callback(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_
                                           k.hmac.size()),
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
     if (EVP_MAC_CTX_set_params(hctx, params) != 1) return false;
-    if (encrypt) return EVP_EncryptInit_ex(cctx, ticket_cipher(), nullptr, k.aes.data(), iv) == 1;
-    return EVP_DecryptInit_ex(cctx, ticket_cipher(), nullptr, k.aes.data(), iv) == 1;
+    if (encrypt) return EVP_EncryptInit_ex(cctx, cipher, nullptr, k.aes.data(), iv) == 1;
+    return EVP_DecryptInit_ex(cctx, cipher, nullptr, k.aes.data(), iv) == 1;
   };
   if (enc == 1) {
     if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1) return -1;

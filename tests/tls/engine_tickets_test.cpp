@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <map>
+#include <new>
 #include <thread>
 
 #include "letsencrypt/tls/engine.hpp"
@@ -122,4 +124,25 @@ TEST(tickets, readers_see_consistent_keys_while_rotating) {
     }
   }
   EXPECT_GE(checked, 2000u);
+}
+
+TEST(tickets, destroying_the_keys_wipes_them) {
+  alignas(ticket_keys) unsigned char storage[sizeof(ticket_keys)];
+  auto* keys = new (storage) ticket_keys;
+  ASSERT_TRUE(keys->rotate());
+  const ticket_keys::key_set s = keys->snapshot();
+  const auto holds = [&](const std::array<unsigned char, 32>& secret) {
+    return std::search(std::begin(storage), std::end(storage), secret.begin(), secret.end()) != std::end(storage);
+  };
+  // Both keys of both sets are in the object while it lives (the writer's copy at least).
+  ASSERT_TRUE(s.has_previous);
+  for (const auto* k : {&s.current, &s.previous}) {
+    ASSERT_TRUE(holds(k->aes));
+    ASSERT_TRUE(holds(k->hmac));
+  }
+  keys->~ticket_keys();
+  for (const auto* k : {&s.current, &s.previous}) {
+    EXPECT_FALSE(holds(k->aes));
+    EXPECT_FALSE(holds(k->hmac));
+  }
 }

@@ -25,6 +25,8 @@ class ticket_keys {
  public:
   /// Generates the first key. Throws std::system_error when the RNG fails (setup only).
   ticket_keys();
+  /// Wipes the keys.
+  ~ticket_keys();
   ticket_keys(const ticket_keys&) = delete;
   ticket_keys& operator=(const ticket_keys&) = delete;
 
@@ -74,6 +76,9 @@ class ticket_keys {
   mutable std::atomic<std::uint64_t> issued_{0}, resumed_current_{0}, resumed_previous_{0}, unknown_{0};
   std::mutex writer_;
   key_set shadow_;  // the writer's copy, guarded by writer_
+  // AES-256-CBC, fetched once as OpenSSL would fetch it for every ticket (null: it could
+  // not be, and OpenSSL does fetch it every time).
+  EVP_CIPHER* cipher_ = nullptr;
 };
 
 }  // namespace letsencrypt::tls
