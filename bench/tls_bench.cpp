@@ -11,7 +11,9 @@
 //          choice), OpenSSL's own ticket keys
 // Full handshakes and resumed ones (a ticket from that server, with its PSK binder). The
 // replayed ClientHello carries the same random and key share every time; the server's work
-// does not depend on them.
+// does not depend on them. The flight ends at the server's Finished, before the client's
+// Finished that a TLS 1.3 server waits for to issue its ticket: ticket issuance is not in the
+// measurement (a resumed handshake's ticket decryption is).
 //
 // Timings on a shared VM drift; instruction counts do not:
 //   BENCH_TLS_ITERATIONS=200 valgrind --tool=callgrind --toggle-collect='*one_flight*'

@@ -27,6 +27,7 @@ bool fresh_key(ticket_keys::key& k) {
 
 ticket_keys::ticket_keys() {
   if (!fresh_key(shadow_.current)) {
+    OPENSSL_cleanse(&shadow_, sizeof shadow_);  // no destructor runs after a throw
     ERR_clear_error();
     throw std::system_error(make_error_code(tls_errc::internal_error), "ticket key generation");
   }
@@ -34,7 +35,7 @@ ticket_keys::ticket_keys() {
   // Why: given OpenSSL's built-in EVP_aes_256_cbc(), every EVP_EncryptInit_ex and
   // EVP_DecryptInit_ex looks the cipher up again by name, in the default library context
   // with its default properties, for every ticket issued and every ticket presented. This is
-  // that lookup, made once.
+  // that lookup, made once: a later change of the default properties does not reach it.
   ERR_set_mark();
   cipher_ = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", "");
   ERR_pop_to_mark();
@@ -43,7 +44,8 @@ ticket_keys::ticket_keys() {
 ticket_keys::~ticket_keys() {
   EVP_CIPHER_free(cipher_);
   OPENSSL_cleanse(&shadow_, sizeof shadow_);
-  for (auto& w : data_) w.store(0, std::memory_order_relaxed);
+  // Volatile, so that the stores are not dropped as dead: the object ends right after them.
+  for (auto& w : data_) static_cast<volatile std::atomic<std::uint64_t>&>(w).store(0, std::memory_order_relaxed);
 }
 
 void ticket_keys::publish(const key_set& s) noexcept {

@@ -76,8 +76,8 @@ class ticket_keys {
   mutable std::atomic<std::uint64_t> issued_{0}, resumed_current_{0}, resumed_previous_{0}, unknown_{0};
   std::mutex writer_;
   key_set shadow_;  // the writer's copy, guarded by writer_
-  // AES-256-CBC, fetched once as OpenSSL would fetch it for every ticket (null: it could
-  // not be, and OpenSSL does fetch it every time).
+  // AES-256-CBC, fetched once at construction as OpenSSL would fetch it for every ticket
+  // (null: it could not be, and OpenSSL does fetch it every time).
   EVP_CIPHER* cipher_ = nullptr;
 };
 
