@@ -18,6 +18,13 @@ int ctx_index() {
   return index;
 }
 
+// A copy of key material, wiped when it goes.
+template <class T>
+struct wiped {
+  T v;
+  ~wiped() { OPENSSL_cleanse(&v, sizeof v); }
+};
+
 bool fresh_key(ticket_keys::key& k) {
   return RAND_bytes(k.name.data(), int(k.name.size())) == 1 && RAND_bytes(k.aes.data(), int(k.aes.size())) == 1 &&
          RAND_bytes(k.hmac.data(), int(k.hmac.size())) == 1;
@@ -82,15 +89,11 @@ ticket_keys::key_set ticket_keys::snapshot() const noexcept {
 
 result<void> ticket_keys::rotate() {
   std::lock_guard lk(writer_);
-  key next;
-  if (!fresh_key(next)) {
-    OPENSSL_cleanse(&next, sizeof next);
-    return tls_error();
-  }
+  wiped<key> next;
+  if (!fresh_key(next.v)) return tls_error();
   shadow_.previous = shadow_.current;
   shadow_.has_previous = true;
-  shadow_.current = next;
-  OPENSSL_cleanse(&next, sizeof next);
+  shadow_.current = next.v;
   publish(shadow_);
   generation_.fetch_add(1, std::memory_order_relaxed);
   return ok();
@@ -113,11 +116,7 @@ int ticket_keys::callback(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_
                           EVP_MAC_CTX* hctx, int enc) {
   auto* self = static_cast<ticket_keys*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index()));
   if (!self) return -1;
-  // The handshake's copy of the keys, wiped when the callback returns.
-  struct wiped_key_set {
-    key_set v;
-    ~wiped_key_set() { OPENSSL_cleanse(&v, sizeof v); }
-  } copy{self->snapshot()};
+  const wiped<key_set> copy{self->snapshot()};  // the handshake's copy of the keys
   const key_set& ks = copy.v;
   const EVP_CIPHER* const cipher = self->cipher_ ? self->cipher_ : EVP_aes_256_cbc();
   auto set_keys = [&](const key& k, bool encrypt) {
