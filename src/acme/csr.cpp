@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 
 #include "letsencrypt/acme/error.hpp"
+#include "pem_no_prompt.hpp"
 
 namespace letsencrypt::acme {
 namespace {
@@ -95,7 +96,8 @@ result<csr_bundle> make_csr(std::span<const std::string> names, cert_key_type ty
 result<std::string> ari_certificate_id(std::string_view cert_pem) {
   std::unique_ptr<BIO, bio_deleter> bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
   if (!bio) return errc::key_error;
-  std::unique_ptr<X509, x509_deleter> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  std::unique_ptr<X509, x509_deleter> cert(
+      PEM_read_bio_X509(bio.get(), nullptr, letsencrypt::detail::refuse_pem_passphrase, nullptr));
   if (!cert) return letsencrypt::errc::invalid_argument;
   int crit = 0;
   std::unique_ptr<AUTHORITY_KEYID, aki_deleter> aki(

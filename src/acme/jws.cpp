@@ -13,6 +13,7 @@
 
 #include "letsencrypt/acme/error.hpp"
 #include "letsencrypt/acme/types.hpp"
+#include "pem_no_prompt.hpp"
 
 namespace letsencrypt::acme {
 namespace {
@@ -151,7 +152,7 @@ result<account_key> account_key::generate_rsa(int bits) {
 result<account_key> account_key::from_pem(std::string_view pem) {
   bio_ptr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return errc::key_error;
-  EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, letsencrypt::detail::refuse_pem_passphrase, nullptr);
   if (!k) return letsencrypt::errc::invalid_argument;
   return from_pkey(pkey_ptr(k));
 }

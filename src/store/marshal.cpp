@@ -13,6 +13,7 @@
 #include <simdjson.h>
 
 #include "letsencrypt/store/state.hpp"
+#include "pem_no_prompt.hpp"
 
 namespace letsencrypt::store {
 namespace {
@@ -266,8 +267,8 @@ result<unix_seconds> pem_not_after(std::string_view chain_pem) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(
       BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size())), &BIO_free);
   if (!bio) return errc::invalid_argument;
-  std::unique_ptr<X509, decltype(&X509_free)> x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr),
-                                                &X509_free);
+  std::unique_ptr<X509, decltype(&X509_free)> x(
+      PEM_read_bio_X509(bio.get(), nullptr, letsencrypt::detail::refuse_pem_passphrase, nullptr), &X509_free);
   if (!x) return errc::invalid_argument;
   std::tm tm{};
   if (ASN1_TIME_to_tm(X509_get0_notAfter(x.get()), &tm) != 1) return errc::invalid_argument;

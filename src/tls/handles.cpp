@@ -14,6 +14,7 @@
 #include "letsencrypt/tls/error.hpp"
 #include "tls/ec_keymgmt.hpp"
 #include "tls/ec_pkcs8.hpp"
+#include "pem_no_prompt.hpp"
 #include "tls/libctx.hpp"
 
 namespace letsencrypt::tls {
@@ -167,7 +168,7 @@ result<std::vector<x509_ptr>> load_certificate_chain_pem(std::string_view pem) {
     if (ctx && !(raw = X509_new_ex(ctx, nullptr))) return tls_error();
     // On a block that does not parse d2i_X509 frees what `raw` held and clears it; at the
     // end of the text `raw` is left as it was.
-    x509_ptr c(PEM_read_bio_X509(b.get(), &raw, nullptr, nullptr));
+    x509_ptr c(PEM_read_bio_X509(b.get(), &raw, letsencrypt::detail::refuse_pem_passphrase, nullptr));
     if (!c) {
       X509_free(raw);
       break;
@@ -480,9 +481,7 @@ result<evp_pkey_ptr> load_private_key_pem(std::string_view pem) {
   }
   ERR_clear_error();
   LE_TRY(b, memory_source(pem));
-  // A null password callback would prompt on the terminal for encrypted keys; refuse instead.
-  auto no_password = [](char*, int, int, void*) -> int { return -1; };
-  evp_pkey_ptr k(PEM_read_bio_PrivateKey(b.get(), nullptr, no_password, nullptr));
+  evp_pkey_ptr k(PEM_read_bio_PrivateKey(b.get(), nullptr, letsencrypt::detail::refuse_pem_passphrase, nullptr));
   ERR_clear_error();
   if (!k) return tls_errc::bad_pem;
   return into_library_context(std::move(k));

@@ -12,6 +12,8 @@
 
 #include <random>
 
+#include "../no_input.hpp"
+
 #include "letsencrypt/acme/csr.hpp"
 #include "letsencrypt/acme/jws.hpp"
 #include "letsencrypt/acme/types.hpp"
@@ -140,6 +142,16 @@ TEST(account_key, pem_round_trip_and_rejects_bad_keys) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->jwk(), key->jwk());
   EXPECT_FALSE(acme::account_key::from_pem("not a key"));
+  // An encrypted key is refused at once, not prompted for on the terminal or standard input.
+  std::unique_ptr<BIO, decltype(&BIO_free)> b(BIO_new(BIO_s_mem()), &BIO_free);
+  ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(b.get(), key->get(), EVP_aes_256_cbc(), nullptr, 0, nullptr,
+                                          const_cast<char*>("secret")),
+            1);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(b.get(), &data);
+  const std::string encrypted(data, static_cast<std::size_t>(n));
+  EXPECT_EQ(letsencrypt::testing::run_without_input([&] { return !acme::account_key::from_pem(encrypted); }),
+            letsencrypt::testing::outcome::answered_true);
   EXPECT_FALSE(acme::account_key::generate_rsa(1024));
   auto p384 = acme::pkey_ptr(EVP_EC_gen("P-384"));
   EXPECT_FALSE(acme::account_key::from_pkey(std::move(p384)));
@@ -332,6 +344,10 @@ TEST(ari, rfc9773_certificate_identifier) {
   ASSERT_TRUE(id) << id.error().message();
   EXPECT_EQ(*id, member(vec, "cert_id"));
   EXPECT_FALSE(acme::ari_certificate_id("garbage"));
+  // The same certificate under the headers of an encrypted block: an error, not a prompt.
+  const std::string headed = letsencrypt::testing::with_encryption_headers(pem);
+  EXPECT_EQ(letsencrypt::testing::run_without_input([&] { return !acme::ari_certificate_id(headed); }),
+            letsencrypt::testing::outcome::answered_true);
   auto chain = acme::split_pem_chain(pem + "junk\n" + pem);
   EXPECT_EQ(chain.size(), 2u);
 }

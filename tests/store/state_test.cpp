@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "../no_input.hpp"
 #include "fixtures.hpp"
 #include "letsencrypt/store/state.hpp"
 
@@ -198,4 +199,14 @@ TEST(unmarshal, go_zero_manager_and_newer_lego_field_names) {
 TEST(pem, not_after_of_garbage_is_an_error) {
   EXPECT_FALSE(pem_not_after(""));
   EXPECT_FALSE(pem_not_after("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"));
+}
+
+// A stored certificate whose PEM headers say it is encrypted is an error at once, not a
+// passphrase prompt that keeps the thread waiting for input.
+TEST(pem, not_after_never_asks_for_a_passphrase) {
+  const auto cp = store_test::make_cert({"prompt.test"});
+  ASSERT_TRUE(pem_not_after(cp.chain_pem));
+  const std::string headed = letsencrypt::testing::with_encryption_headers(cp.chain_pem);
+  EXPECT_EQ(letsencrypt::testing::run_without_input([&] { return !pem_not_after(headed); }),
+            letsencrypt::testing::outcome::answered_true);
 }

@@ -16,6 +16,7 @@
 
 #include "letsencrypt/tls/error.hpp"
 #include "letsencrypt/tls/handles.hpp"
+#include "../no_input.hpp"
 #include "test_certs.hpp"
 #include "tls/ec_keymgmt.hpp"
 #include "tls/ec_pkcs8.hpp"
@@ -96,6 +97,29 @@ TEST(handles, bad_pem_is_a_clear_error) {
   ASSERT_FALSE(k);
   EXPECT_EQ(k.error(), tls_errc::bad_pem);
   EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+// A block whose headers say it is encrypted, key or certificate, fails at once: OpenSSL's
+// default would prompt for a passphrase and keep the calling thread waiting for input.
+TEST(handles, pem_readers_never_ask_for_a_passphrase) {
+  using letsencrypt::testing::outcome;
+  using letsencrypt::testing::run_without_input;
+  test_certs certs;
+  auto leaf = certs.issue({"prompt.test"});
+  const std::string key = letsencrypt::testing::encrypted_key_pem(leaf.key.get(), "secret");
+  const std::string cert = letsencrypt::testing::with_encryption_headers(leaf.cert_pem);
+  EXPECT_EQ(run_without_input([&] {
+              auto k = load_private_key_pem(key);
+              return !k && k.error() == tls_errc::bad_pem;
+            }),
+            outcome::answered_true);
+  EXPECT_EQ(run_without_input([&] {
+              auto c = load_certificate_chain_pem(cert);
+              return !c && c.error() == tls_errc::bad_pem;
+            }),
+            outcome::answered_true);
+  // The same text without the headers parses: the refusal is the headers'.
+  EXPECT_TRUE(load_certificate_chain_pem(leaf.cert_pem));
 }
 
 TEST(handles, up_ref_and_chain_copy_share_objects) {
