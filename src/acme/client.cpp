@@ -10,6 +10,9 @@
 namespace letsencrypt::acme {
 namespace {
 
+// Attempts at downloading an issued certificate before the order is given up.
+constexpr int max_download_tries = 3;
+
 bool iequal(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
@@ -351,12 +354,14 @@ io::task<acme_result<authorization>> client::deactivate_authorization(std::strin
 }
 
 namespace {
-// The next polling interval: the CA's Retry-After when it gave one, else exponential.
+// The next polling interval: exponential, lengthened to the CA's Retry-After when it gave a
+// longer one (up to poll_max_retry_after). A shorter one is not taken: Retry-After: 0, or a
+// date in the past, would otherwise have the client poll back to back until the deadline.
 io::duration next_interval(const http_response& r, io::duration& current, const client_options& o) {
   io::duration d = current;
   current = std::min(current * 2, o.poll_max);
   if (auto ra = parse_retry_after(r.header("Retry-After")))
-    d = std::min<io::duration>(*ra, o.poll_max_retry_after);
+    d = std::max<io::duration>(d, std::min<io::duration>(*ra, o.poll_max_retry_after));
   return d;
 }
 }  // namespace
@@ -486,8 +491,19 @@ io::task<acme_result<issued_certificate>> client::obtain_impl(const order_reques
         m.on_order(co_await finalize(m.current_order(), m.csr_der()));
         break;
       case k::download: {
+        // The certificate is issued: a download that fails for a passing reason (a 5xx, a
+        // timeout) is tried again, as the CA's Retry-After says, rather than giving up the
+        // certificate and its key and ordering another one.
         std::vector<std::string> alternates;
         auto chain = co_await download_one(std::string(step.url), &alternates);
+        for (int tries = 1; !chain && tries < max_download_tries && classify(chain.error()) == action::retry_call;
+             ++tries) {
+          const io::duration wait = std::min<io::duration>(
+              std::max<io::duration>(chain.error().retry_after.value_or(std::chrono::seconds(0)), options_.poll_max),
+              options_.poll_max_retry_after);
+          if (io::clock::now() + wait > deadline || !co_await pause(wait)) break;
+          chain = co_await download_one(std::string(step.url), &alternates);
+        }
         m.on_download(std::move(chain), std::move(alternates));
         break;
       }

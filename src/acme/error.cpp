@@ -130,6 +130,11 @@ std::string error::message() const {
   return out;
 }
 
+namespace {
+// A status that says "not now": the server's trouble, too many requests, or a timeout.
+bool transient_status(int status) noexcept { return status >= 500 || status == 429 || status == 408; }
+}  // namespace
+
 action classify(const error& e) noexcept {
   if (e.code.category() == acme_category()) {
     switch (static_cast<errc>(e.code.value())) {
@@ -140,8 +145,7 @@ action classify(const error& e) noexcept {
       case errc::too_many_bad_nonces:
         return action::retry_call;
       case errc::http_status:
-        return (e.http_status >= 500 || e.http_status == 429 || e.http_status == 408) ? action::retry_call
-                                                                                         : action::stop;
+        return transient_status(e.http_status) ? action::retry_call : action::stop;
       case errc::order_invalid:
       case errc::order_not_ready:
       case errc::connection:
@@ -150,8 +154,8 @@ action classify(const error& e) noexcept {
       case errc::tls:
       case errc::order_timeout:
         return action::restart_order;
-      case errc::unknown_problem:
-        return e.http_status >= 500 ? action::retry_call : action::stop;
+      case errc::unknown_problem:  // a problem document of another kind (about:blank): as a bare status
+        return transient_status(e.http_status) ? action::retry_call : action::stop;
       default:
         return action::stop;
     }

@@ -199,6 +199,12 @@ void order_machine::on_authorization(acme_result<authorization> r) {
   const authorization& a = *r;
   const std::string name = a.wildcard ? "*." + a.identifier.value : a.identifier.value;
   if (a.identifier.type != "dns" || !is_requested(name)) return fail(error(errc::bad_response));
+  // Two authorizations for one name leave another name without any: the order could never
+  // become ready, and would wait for order_timeout.
+  if (std::any_of(authorized_names_.begin(), authorized_names_.end(),
+                  [&](const std::string& n) { return same_name(n, name); }))
+    return fail(error(errc::bad_response));
+  authorized_names_.push_back(name);
   if (a.status != status::valid) {
     if (a.status != status::pending) return fail(error(errc::order_invalid));
     const challenge* chosen = nullptr;

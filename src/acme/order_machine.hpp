@@ -131,6 +131,7 @@ class order_machine {
   std::size_t cursor_ = 0;
   acme::order order_;
   std::vector<work_item> work_;
+  std::vector<std::string> authorized_names_;  // the names of the authorizations fetched so far
   std::optional<error> pending_error_;  // set while cleaning up after a failure
   error error_;
   std::optional<csr_bundle> csr_;

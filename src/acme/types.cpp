@@ -284,7 +284,7 @@ result<renewal_info> parse_renewal_info(std::string_view json) {
     return errc::bad_response;
   auto s = parse_rfc3339(start);
   auto e = parse_rfc3339(end);
-  if (!s || !e || *e < *s) return errc::bad_response;
+  if (!s || !e || *e <= *s) return errc::bad_response;  // RFC 9773 4.2: end after start
   r.window_start = *s;
   r.window_end = *e;
   return r;

@@ -453,6 +453,44 @@ TEST(acme_client, order_deadline_bounds_polling) {
   EXPECT_EQ(solver.cleanups, 1);
 }
 
+// The fake CA says Retry-After: 0 while an authorization is pending. That does not shorten
+// the client's own backoff: polled back to back, this second would take thousands of polls.
+TEST(acme_client, retry_after_zero_does_not_shorten_polling) {
+  fake_ca ca;
+  ca.pending_polls = 1000000;
+  recording_solver solver(&ca);
+  auto opts = options_for(ca);
+  opts.poll_initial = std::chrono::milliseconds(50);
+  opts.poll_max = std::chrono::milliseconds(200);
+  opts.order_timeout = std::chrono::seconds(1);
+  auto r = obtain_one_name(solver, opts);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, acme::errc::order_timeout);
+  // Account, order, authorization, challenge: about ten requests; then 50, 100, 200, 200 ms...
+  EXPECT_LE(ca.requests, 30);
+}
+
+// A certificate the CA issued is not given up for a download that fails for a passing reason:
+// the download is tried again, up to three times in all.
+TEST(acme_client, a_busy_certificate_download_is_tried_again) {
+  fake_ca ca;
+  ca.busy_cert_downloads = 2;
+  recording_solver solver(&ca);
+  auto r = obtain_one_name(solver, options_for(ca));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(ca.busy_cert_downloads, 0);
+  EXPECT_TRUE(chain_verifies(r->chain.pem, ca.ca_pem()));
+  // Busy beyond that: the issuance ends with the CA's transient error after three attempts.
+  fake_ca busy;
+  busy.busy_cert_downloads = 5;
+  recording_solver solver2(&busy);
+  auto failed = obtain_one_name(solver2, options_for(busy));
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().http_status, 503);
+  EXPECT_EQ(acme::classify(failed.error()), acme::action::retry_call);
+  EXPECT_EQ(busy.busy_cert_downloads, 2);
+}
+
 // Hang, cancel, must unwind: a request that never answers and a poll that never ends both
 // return cancelled once the stop source fires.
 TEST(acme_client, cancel_unwinds_hung_request_and_polling) {

@@ -43,6 +43,7 @@ class fake_ca {
   bool fail_validation = false;                 // challenges become invalid
   bool hang = false;                            // every request waits until cancelled
   int alternates = 1;                           // Link rel="alternate" chains offered
+  int busy_cert_downloads = 0;                  // answer 503 (Retry-After: 1) to the next N
   // When >= 0: finalize answers "processing" with this Retry-After (seconds), and the order
   // stays processing until that time has passed.
   int finalize_retry_after = -1;
@@ -601,6 +602,12 @@ class fake_ca {
     }
     auto it = certs_.find(id);
     if (it == certs_.end()) return problem(404, "malformed", "no cert");
+    if (busy_cert_downloads > 0) {
+      --busy_cert_downloads;
+      auto busy = resp(503, "busy");
+      busy.headers.emplace_back("Retry-After", "1");
+      return busy;
+    }
     auto r = resp(200, it->second, "application/pem-certificate-chain");
     if (alt < 0)
       for (int i = 0; i < alternates; ++i)

@@ -307,6 +307,30 @@ TEST(order_machine, more_authorizations_than_identifiers_or_one_twice_is_refused
   }
 }
 
+// Two distinct authorizations for one name, none for the other: the order could never become
+// ready, so it is refused before anything is presented, case and trailing dot aside.
+TEST(order_machine, two_authorizations_for_one_name_are_refused) {
+  for (std::string second : std::vector<std::string>{"a.test", "A.TEST."}) {
+    scripted_ca ca;
+    ca.names = {"a.test", "b.test"};
+    ca.add_authz("a.test", {{"http-01", token_a}});
+    ca.add_authz(second, {{"http-01", token_b}});
+    auto m = make_machine(ca.names);
+    trace t;
+    ASSERT_EQ(drive(m, ca, t), k::failed) << second;
+    EXPECT_EQ(m.failure().code, errc::bad_response) << second;
+    EXPECT_TRUE(t.presented.empty()) << second;
+  }
+  // A name and its wildcard are two identifiers, each with its own authorization.
+  scripted_ca ca;
+  ca.names = {"a.test", "*.a.test"};
+  ca.add_authz("a.test", {{"http-01", token_a}});
+  ca.add_authz("*.a.test", {{"dns-01", token_b}});
+  auto m = make_machine(ca.names);
+  trace t;
+  EXPECT_EQ(drive(m, ca, t), k::done) << m.failure().message();
+}
+
 TEST(order_machine, an_authorization_for_an_unrequested_name_is_refused) {
   for (std::string name : std::vector<std::string>{"evil.test", "*.a.test", "b.a.test"}) {
     scripted_ca ca;
@@ -645,10 +669,12 @@ TEST(order_machine, random_replies_always_end_and_clean_up) {
         if (rng() % 3) o.certificate = "https://ca.test/c";
         return o;
       };
-      auto random_authz = [&] {
+      // `plausible_name`: what a CA would answer (each authorization of an order is for
+      // another of its names).
+      auto random_authz = [&](const char* plausible_name) {
         authorization a;
         if (rng() % 5 != 0) {
-          a.identifier = {"dns", rng() % 2 ? "a.test" : "b.test"};
+          a.identifier = {"dns", plausible_name};
           a.status = rng() % 4 ? status::pending : status::valid;
           a.challenges.push_back({"http-01", "https://ca.test/ch/http", token_a, status::pending, {}, {}});
           return a;
@@ -667,7 +693,7 @@ TEST(order_machine, random_replies_always_end_and_clean_up) {
           break;
         case k::fetch_authorization:
           if (err) m.on_authorization(unexpected(error(errc::server_internal)));
-          else m.on_authorization(random_authz());
+          else m.on_authorization(random_authz(s.url.ends_with("z0") ? "a.test" : "b.test"));
           break;
         case k::present:
           ASSERT_NE(s.challenge, nullptr);
@@ -685,7 +711,7 @@ TEST(order_machine, random_replies_always_end_and_clean_up) {
           break;
         case k::wait_authorization:
           if (err) m.on_authorization_settled(unexpected(error(errc::order_timeout)));
-          else m.on_authorization_settled(random_authz());
+          else m.on_authorization_settled(random_authz(rng() % 2 ? "a.test" : "b.test"));
           break;
         case k::cleanup: {
           ASSERT_NE(s.challenge, nullptr);

@@ -70,6 +70,9 @@ TEST(parse, defensive_against_missing_and_wrong_types) {
   EXPECT_FALSE(acme::parse_authorization(R"({"status":"pending","identifier":{"type":"dns","value":"x"},"challenges":[{"type":"http-01"}]})"));
   EXPECT_FALSE(acme::parse_problem(R"({"status":"400"})"));
   EXPECT_FALSE(acme::parse_renewal_info(R"({"suggestedWindow":{"start":"2025-01-03T00:00:00Z","end":"2025-01-02T00:00:00Z"}})"));
+  // RFC 9773 4.2: an end equal to the start is as malformed as one before it.
+  EXPECT_FALSE(acme::parse_renewal_info(R"({"suggestedWindow":{"start":"2025-01-02T00:00:00Z","end":"2025-01-02T00:00:00Z"}})"));
+  EXPECT_TRUE(acme::parse_renewal_info(R"({"suggestedWindow":{"start":"2025-01-02T00:00:00Z","end":"2025-01-02T00:00:01Z"}})"));
   EXPECT_FALSE(acme::parse_account("[]"));
   EXPECT_FALSE(acme::parse_account(""));
   EXPECT_FALSE(acme::parse_account("{\"status\":\"valid\""));
@@ -129,6 +132,19 @@ TEST(problem, classification) {
   EXPECT_EQ(pe.retry_after, std::chrono::seconds(120));
   plain.status = 404;
   EXPECT_EQ(acme::classify(acme::error_from_response(plain)), acme::action::stop);
+  // A problem document of no ACME type (a proxy's about:blank) is classified as its bare
+  // status would be: 429, 408 and 5xx are transient, the rest stop.
+  for (int status : {429, 408, 500, 503, 400, 403, 404}) {
+    acme::http_response generic;
+    generic.status = status;
+    generic.headers.emplace_back("Content-Type", "application/problem+json");
+    generic.body = R"({"type":"about:blank","title":"x","status":)" + std::to_string(status) + "}";
+    const auto generic_error = acme::error_from_response(generic);
+    EXPECT_EQ(generic_error.code, acme::errc::unknown_problem) << status;
+    EXPECT_EQ(acme::classify(generic_error), status >= 500 || status == 429 || status == 408 ? acme::action::retry_call
+                                                                                 : acme::action::stop)
+        << status;
+  }
   EXPECT_EQ(acme::classify(acme::error(letsencrypt::errc::timed_out)), acme::action::retry_call);
   EXPECT_EQ(acme::classify(acme::error(std::error_code(ECONNREFUSED, std::system_category()))), acme::action::retry_call);
   EXPECT_EQ(acme::classify(acme::error(letsencrypt::errc::cancelled)), acme::action::stop);

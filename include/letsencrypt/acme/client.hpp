@@ -87,7 +87,8 @@ struct client_options {
   /// Attempts per request when the CA answers badNonce (each with a fresh nonce).
   int bad_nonce_attempts = 5;
   /// Polling of authorizations and orders: first interval, growth factor 2, cap. A
-  /// Retry-After from the CA replaces the interval (still capped by poll_max_retry_after).
+  /// Retry-After from the CA lengthens an interval (up to poll_max_retry_after); a shorter
+  /// one (0, a date in the past) does not shorten it.
   io::duration poll_initial = std::chrono::milliseconds(50);
   io::duration poll_max = std::chrono::seconds(3);
   io::duration poll_max_retry_after = std::chrono::seconds(60);
