@@ -1,5 +1,7 @@
 #include "http/parser.hpp"
 
+#include <utility>
+
 namespace letsencrypt::http {
 
 namespace detail {
@@ -35,6 +37,10 @@ void parser_base::reset_base() {
   started_ = false;
   head_consumed_ = 0;
   headers_done_ = false;
+  stop_ = stop_at::none;
+  chunked_ = in_chunk_line_ = false;
+  line_ctl_ = 0;
+  last_[0] = last_[1] = 0;
   failure_ = parse_failure::none;
   detail_.clear();
   error_ = {};
@@ -61,6 +67,7 @@ int parser_base::on_status(http_parser*, const char*, std::size_t) { return 0; }
 
 int parser_base::on_header_field(http_parser* p, const char* at, std::size_t n) {
   auto* self = static_cast<parser_base*>(p->data);
+  if (self->headers_done_) return 0;  // a trailer field: never merged into the headers (RFC 9110 6.5.1)
   if (self->in_value_ || self->headers_.empty()) {
     if (self->headers_.size() >= self->limits_.max_headers)
       return self->fail(parse_failure::too_many_headers,
@@ -74,6 +81,7 @@ int parser_base::on_header_field(http_parser* p, const char* at, std::size_t n) 
 
 int parser_base::on_header_value(http_parser* p, const char* at, std::size_t n) {
   auto* self = static_cast<parser_base*>(p->data);
+  if (self->headers_done_) return 0;
   self->in_value_ = true;
   self->headers_.back().value.append(at, n);
   return 0;
@@ -94,10 +102,55 @@ int parser_base::on_headers_complete(http_parser* p) {
     return self->fail(parse_failure::body_too_large,
                       "Content-Length " + std::to_string(p->content_length) + " over the limit of " +
                           std::to_string(self->limits_.max_body_bytes) + " bytes");
+  self->stop_ = stop_at::headers;
+  http_parser_pause(p, 1);
   if (self->type_ != HTTP_RESPONSE) return 0;
   // A response to HEAD announces a body it does not carry; 1xx, 204 and 304 never have one.
   const unsigned st = p->status_code;
   return self->skip_body_ || st < 200 || st == 204 || st == 304 ? 1 : 0;
+}
+
+int parser_base::on_chunk_header(http_parser* p) {
+  static_cast<parser_base*>(p->data)->stop_ = stop_at::chunk_header;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+int parser_base::on_chunk_complete(http_parser* p) {
+  if (p->flags & F_TRAILING) return 0;  // the end of the trailer section: checked at the message's end
+  static_cast<parser_base*>(p->data)->stop_ = stop_at::chunk_end;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+bool parser_base::check_framing(std::span<const char> used, std::span<const char> rest) {
+  if (in_chunk_line_)
+    for (unsigned char c : used) line_ctl_ += (c < 0x20 && c != '\t') || c == 0x7f;
+  if (used.size() >= 2) last_[0] = used[used.size() - 2];
+  else if (used.size() == 1) last_[0] = last_[1];
+  if (!used.empty()) last_[1] = used.back();
+  const bool crlf = last_[0] == '\r' && last_[1] == '\n';
+  switch (std::exchange(stop_, stop_at::none)) {
+    case stop_at::none:
+      break;
+    case stop_at::headers:  // the parser stopped on the byte that ends the header section
+      if (rest.empty() || rest[0] != '\n') return fail(parse_failure::malformed, "header section not ended by LF"), false;
+      chunked_ = (p_.flags & F_CHUNKED) && !(p_.flags & F_SKIPBODY);
+      in_chunk_line_ = chunked_;
+      line_ctl_ = -1;  // that LF is consumed with the first chunk-size line
+      break;
+    case stop_at::chunk_header:
+      if (line_ctl_ != 2 || !crlf) return fail(parse_failure::malformed, "malformed chunk-size line"), false;
+      in_chunk_line_ = false;
+      break;
+    case stop_at::chunk_end:
+      if (!crlf) return fail(parse_failure::malformed, "chunk data not followed by CRLF"), false;
+      in_chunk_line_ = true;
+      line_ctl_ = 0;
+      break;
+  }
+  if (done_ && chunked_ && last_[1] != '\n') return fail(parse_failure::malformed, "trailer section not ended by LF"), false;
+  return true;
 }
 
 int parser_base::on_body(http_parser* p, const char* at, std::size_t n) {
@@ -129,6 +182,8 @@ const http_parser_settings& parser_base::callbacks() {
     s.on_headers_complete = &parser_base::on_headers_complete;
     s.on_body = &parser_base::on_body;
     s.on_message_complete = &parser_base::on_message_complete;
+    s.on_chunk_header = &parser_base::on_chunk_header;
+    s.on_chunk_complete = &parser_base::on_chunk_complete;
     return s;
   }();
   return cbs;
@@ -159,7 +214,10 @@ result<std::size_t> parser_base::feed_bytes(std::span<const char> data) {
       }
       return error_;
     }
-    if (!done_ && n != chunk) {
+    if (!check_framing(data.first(n), data.subspan(n, chunk - n))) return error_;
+    if (e == HPE_PAUSED && !done_) {
+      http_parser_pause(&p_, 0);  // stopped for check_framing
+    } else if (!done_ && n != chunk) {
       fail(parse_failure::malformed, "protocol upgrade or CONNECT is not supported");
       return error_;
     }

@@ -51,6 +51,9 @@ class parser_base {
   static int on_headers_complete(http_parser* p);
   static int on_body(http_parser* p, const char* at, std::size_t n);
   static int on_message_complete(http_parser* p);
+  static int on_chunk_header(http_parser* p);
+  static int on_chunk_complete(http_parser* p);
+  bool check_framing(std::span<const char> used, std::span<const char> rest);
 
   int fail(parse_failure f, std::string why);
 
@@ -67,6 +70,14 @@ class parser_base {
   bool skip_body_ = false;
   bool headers_done_ = false;
   std::size_t head_consumed_ = 0;  // bytes consumed before the header section ended
+  // The lenient system http_parser takes any byte for the LF ending the header section or
+  // for the CR LF around chunk data, and never looks into chunk extensions: it pauses at
+  // those places and check_framing() looks at the bytes itself.
+  enum class stop_at : unsigned char { none, headers, chunk_header, chunk_end } stop_ = stop_at::none;
+  bool chunked_ = false;        // the current message has a chunked body
+  bool in_chunk_line_ = false;  // the parser is in a chunk-size line
+  int line_ctl_ = 0;            // control bytes in that line (its CR LF included)
+  char last_[2] = {0, 0};       // the last two bytes the parser consumed
   parse_failure failure_ = parse_failure::none;
   std::string detail_;
   std::error_code error_;

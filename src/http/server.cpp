@@ -60,7 +60,8 @@ std::string serialize_response(const response& r, bool head, bool close) {
     out += std::to_string(r.body.size());
     out += "\r\n";
   }
-  if (close) out += "Connection: close\r\n";
+  // An HTTP/1.0 client keeps the connection only when told so.
+  out += close ? "Connection: close\r\n" : "Connection: keep-alive\r\n";
   out += "\r\n";
   if (!no_body && !head) out += r.body;
   return out;

@@ -191,6 +191,23 @@ TEST(client_server, server_times_out_slow_requests_and_idle_connections) {
   EXPECT_EQ(idle, "");
 }
 
+// An HTTP/1.0 client keeps its connection only when the response says keep-alive: one that
+// asked for it is told, one that did not is told the connection closes.
+TEST(client_server, http10_keep_alive_is_acknowledged) {
+  io::ring r;
+  http::server_config cfg;
+  cfg.idle_timeout = 200ms;
+  test_server ts(echo, cfg);
+  std::string kept, closed;
+  r.run(io::when_all(ts.run(), [&]() -> io::task<void> {
+    kept = co_await raw_exchange(ts.port, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    closed = co_await raw_exchange(ts.port, "GET / HTTP/1.0\r\n\r\n");
+    co_await ts.shutdown();
+  }()));
+  EXPECT_NE(kept.find("\r\nConnection: keep-alive\r\n"), std::string::npos) << kept;
+  EXPECT_NE(closed.find("\r\nConnection: close\r\n"), std::string::npos) << closed;
+}
+
 TEST(client_server, handler_exception_becomes_500) {
   io::ring r;
   test_server ts([](const http::request&) -> io::task<http::response> {

@@ -6,6 +6,7 @@
 
 #include "http/client.hpp"
 #include "http/handlers.hpp"
+#include "http/parser.hpp"
 #include "net_util.hpp"
 
 using namespace http_test;
@@ -135,6 +136,19 @@ TEST(redirect, redirects_allowed_hosts_and_refuses_the_rest) {
   EXPECT_EQ(userinfo.status, 400);
   auto no_policy = call(http::redirect_to_https(nullptr), make_request("GET", "/", {{"Host", "a.com"}}));
   EXPECT_EQ(no_policy.status, 404);
+}
+
+// An HTTP/1.1 request whose only Host is in a chunked body's trailer has no Host header: 400,
+// not a redirect chosen by the trailer.
+TEST(redirect, a_host_in_a_trailer_is_not_a_host_header) {
+  http::request_parser p;
+  const std::string wire = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: a.com\r\n\r\n";
+  auto used = p.feed(wire);
+  ASSERT_TRUE(used) << used.error().message();
+  ASSERT_TRUE(p.done());
+  auto r = call(http::redirect_to_https(allow_a_com), p.take());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.header_value("location"), "");
 }
 
 TEST(redirect, host_header_with_crlf_cannot_reach_the_handler) {

@@ -97,6 +97,60 @@ TEST(parser, content_length_and_chunked_request_bodies) {
   EXPECT_EQ((*b)[0].body, "hello world");
 }
 
+// Trailer fields come after the header section and its checks: they are read and dropped,
+// never merged into the headers a handler sees (RFC 9110 6.5.1).
+TEST(parser, trailer_fields_are_not_headers) {
+  const std::string wire =
+      "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+      "Bad Name: x\r\nContent-Length: 99\r\nHost: evil.test\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+  for (std::size_t step : {std::size_t{1}, std::size_t{7}, wire.size()}) {
+    auto r = parse_requests(wire, step);
+    ASSERT_TRUE(r) << r.error().message();
+    ASSERT_EQ(r->size(), 1u);
+    const request& q = (*r)[0];
+    EXPECT_EQ(q.body, "hello");
+    EXPECT_EQ(q.header_values("host"), std::vector<std::string_view>{"a.test"});
+    EXPECT_EQ(q.header_value("content-length"), "");
+    EXPECT_EQ(q.header_value("x-forwarded-for"), "");
+    for (const auto& h : q.headers) EXPECT_TRUE(is_token(h.name)) << h.name;
+  }
+}
+
+// Debian's http_parser is built lenient: it takes any byte where chunked framing needs CR LF
+// or LF, and never looks into chunk extensions. Such messages are refused, whatever the
+// split, so that this server and a strict proxy in front of it see the same boundaries.
+TEST(parser, malformed_chunked_framing_is_refused) {
+  const std::string bad[] = {
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n",          // no CR LF after the data
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\nX0\r\n\r\n",         // LF X after the data
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\rXhello\r\n0\r\n\r\n",         // CR X after the size
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nXX\r\nhello\r\n0\r\n\r\n",  // bare LF in an extension
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\rX",           // CR X ends the trailers
+      "GET / HTTP/1.1\r\nHost: a\r\n\rX",                                                     // CR X ends the headers
+  };
+  for (const auto& w : bad)
+    for (std::size_t step : {std::size_t{1}, std::size_t{3}, w.size()}) {
+      auto r = parse_requests(w, step);
+      EXPECT_FALSE(r && !r->empty()) << step << ": " << w;
+    }
+  // Well-formed framing with extensions and trailers still parses at every split.
+  const std::string good =
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b;c\r\nhello\r\n6\r\n world\r\n0\r\nT: t\r\n\r\n"
+      "GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+  for (std::size_t step = 1; step <= good.size(); ++step) {
+    auto r = parse_requests(good, step);
+    ASSERT_TRUE(r) << step << ": " << r.error().message();
+    ASSERT_EQ(r->size(), 2u) << step;
+    EXPECT_EQ((*r)[0].body, "hello world") << step;
+    EXPECT_EQ((*r)[1].target, "/next") << step;
+  }
+  // A chunked response from a CA is held to the same framing.
+  EXPECT_FALSE(parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n", 4));
+  auto ok = parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 4);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->body, "ok");
+}
+
 TEST(parser, pipelined_requests_stay_separate_at_every_split) {
   const std::string wire =
       "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
