@@ -6,7 +6,10 @@
 namespace letsencrypt::manager_detail {
 
 void token_bucket::refill(sys_clock::time_point now) noexcept {
-  if (now <= st_.last_refill) return;
+  if (now <= st_.last_refill) {
+    st_.last_refill = now;  // the wall clock stepped back: refill from here, not from the future
+    return;
+  }
   const double gained = std::chrono::duration<double>(now - st_.last_refill) /
                         std::chrono::duration<double>(cfg_.interval);
   st_.tokens = std::min(double(cfg_.burst), st_.tokens + gained);

@@ -833,15 +833,28 @@ io::task<void> manager::impl::renewal_loop() {
         next = std::min(next, m->ari_poll);
       }
     }
+    bool renewed_any = false;
     for (auto& m : due) {
-      const std::string& name = m->names.front();
+      std::string name;
       std::shared_ptr<pending> p;
       {
         std::lock_guard lk(mu_);
-        if (inflight_.count(name)) continue;
+        // A renewal orders one name: renew the first name this certificate still serves
+        // (an earlier renewal may have taken the others).
+        for (const auto& n : m->names)
+          if (auto it = meta_.find(n); it != meta_.end() && it->second == m) {
+            name = n;
+            break;
+          }
+        if (name.empty()) continue;
+        if (inflight_.count(name)) {  // an issuance for it is under way: look again shortly
+          next = std::min(next, sys_clock::now() + std::chrono::seconds(1));
+          continue;
+        }
         p = std::make_shared<pending>();
         inflight_.emplace(name, p);
       }
+      renewed_any = true;
       co_await run_issuance(name, p, true);
       if (p->ec) {
         m->failures++;
@@ -857,7 +870,7 @@ io::task<void> manager::impl::renewal_loop() {
       if (stop.stop_requested()) co_return;
     }
     // A renewal changed meta_, or polls are left: look again before sleeping.
-    if (!due.empty() || more_polls) continue;
+    if (renewed_any || more_polls) continue;
     renew_wake_ = std::stop_source();
     std::stop_callback forward(stop, [src = renew_wake_]() mutable { src.request_stop(); });
     (void)co_await io::sleep_for(std::max(next - sys_clock::now(), sys_clock::duration(std::chrono::milliseconds(10))))

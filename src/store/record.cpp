@@ -239,13 +239,18 @@ decoded decode(std::span<const std::byte> data) {
   const std::uint32_t len = load_u32(data.data());
   const std::uint32_t crc = load_u32(data.data() + 4);
   const auto type = std::to_integer<std::uint8_t>(data[8]);
-  if (type < 1 || type > 6 || len > max_payload_size) return d;  // bad
+  if (len > max_payload_size) return d;  // bad
   if (data.size() - record_header_size < len) {
     d.status = decode_status::incomplete;
     return d;
   }
   const std::byte* payload = data.data() + record_header_size;
   if (frame_crc(data.data(), data[8], payload, len) != crc) return d;
+  if (type < 1 || type > 6) {
+    d.status = decode_status::unsupported;
+    d.size = record_header_size + len;
+    return d;
+  }
   reader rd{reinterpret_cast<const unsigned char*>(payload), len};
   auto rec = get_payload(static_cast<record_type>(type), rd);
   if (!rec || !rd.ok || rd.n != 0) return d;

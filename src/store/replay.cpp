@@ -42,10 +42,18 @@ replay_result replay(std::span<const std::byte> image) {
       rr.good_end = off;
       continue;
     }
+    if (d.status == decode_status::unsupported) {
+      rr.error = make_error_code(errc::unsupported);
+      rr.error_offset = off;
+      rr.message = fmt::format("record of unknown type {} at offset {} (written by a newer version?)",
+                               std::to_integer<int>(image[off + 8]), off);
+      return rr;
+    }
     // Damage at `off`. Only a crash mid-append leaves damage at the very end; an intact
     // record anywhere after it means the file was damaged in place, which we refuse to hide.
     for (std::size_t p = off + 1; p + record_header_size <= size; ++p) {
-      if (decode(image.subspan(p)).status == decode_status::ok) {
+      if (auto st = decode(image.subspan(p)).status;
+          st == decode_status::ok || st == decode_status::unsupported) {
         rr.error = make_error_code(errc::corrupt);
         rr.error_offset = off;
         rr.message = fmt::format(

@@ -35,6 +35,17 @@ TEST(token_bucket, restore_clamps_to_config_and_clock) {
   EXPECT_FALSE(b.try_take(t0));
 }
 
+// The wall clock steps back (an NTP correction after it ran a day ahead): refilling goes on
+// from the corrected time, rather than waiting for the clock to pass the old time again.
+TEST(token_bucket, a_clock_stepped_back_does_not_stop_the_refill) {
+  auto t0 = sys_clock::time_point{} + 1000h;
+  token_bucket b({1min, 1}, t0);
+  EXPECT_TRUE(b.try_take(t0 + 24h));
+  EXPECT_FALSE(b.try_take(t0 + 1h));  // back to the right time: the token was taken
+  EXPECT_FALSE(b.try_take(t0 + 1h + 59s));
+  EXPECT_TRUE(b.try_take(t0 + 1h + 1min));
+}
+
 TEST(renewal_time, two_thirds_of_lifetime_without_ari) {
   auto nb = sys_clock::time_point{} + 1000h;
   auto na = nb + 90 * 24h;

@@ -529,6 +529,29 @@ TEST_F(manager_pebble, cached_certificate_past_its_renewal_point_is_renewed_at_o
   EXPECT_EQ(m.stats().renewed, 1u);
 }
 
+// A cached certificate for two names (the library's own state format keeps such), past its
+// renewal point: each name is renewed once, the second one too, and the old certificate is
+// then held for neither. Renewing only the first name over and over was the failure.
+TEST_F(manager_pebble, a_cached_certificate_for_two_names_renews_each_name_once) {
+  start_ca();
+  letsencrypt::testing::test_certs certs("old CA");
+  letsencrypt::testing::issue_options o;
+  o.not_before = -20h;
+  o.not_after = 4h;
+  auto old = certs.issue({"a.test", "b.test"}, o);
+  manager m(make_config());
+  ASSERT_TRUE(m.start(hello, false));
+  ASSERT_TRUE(m.unmarshal(R"({"format":"letsencrypt-state-1","certs":[{"names":["a.test","b.test"],"chain":")" +
+                          json_escape(old.chain_pem) + "\",\"key\":\"" + json_escape(old.key_pem) + "\"}]}"));
+  for (int i = 0; i < 600 && m.stats().renewed < 2; ++i) std::this_thread::sleep_for(100ms);
+  std::this_thread::sleep_for(3s);  // time enough for more orders, were any still coming
+  EXPECT_EQ(m.stats().renewed, 2u);
+  EXPECT_EQ(m.stats().orders, 2u);
+  EXPECT_EQ(m.marshal().find(json_escape(old.chain_pem)), std::string::npos) << "b.test kept the old certificate";
+  for (const char* name : {"a.test", "b.test"})
+    EXPECT_TRUE(probe(m.https_port(), name, ca_->issuing_root_pem()).ok) << name;
+}
+
 // The HTTPS server uses the library's TLS defaults; configure_tls adjusts them: TLS 1.3
 // only with AES-256 first is what clients then get; a hook that fails stops start().
 TEST_F(manager_pebble, configure_tls_adjusts_the_server_context) {
@@ -636,6 +659,33 @@ TEST(manager_unwind, stopping_the_server_ends_a_handshake_waiting_on_a_hung_issu
   EXPECT_LT(took, std::chrono::seconds(5));
   EXPECT_EQ(h.m->https_port(), 0);
   start = std::chrono::steady_clock::now();
+  h.m.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// A cached certificate due for renewal arrives for a name whose issuance is already running
+// (here: hung on a silent CA). The renewal loop leaves the name to that issuance and sleeps;
+// it used to look again at once, without suspending, and kept the control shard's thread
+// busy for good, so that nothing else on it ran and the manager could not be destroyed.
+TEST(manager_unwind, a_due_name_whose_issuance_is_running_is_left_to_it) {
+  hung_issuance h;
+  ASSERT_NO_FATAL_FAILURE(h.start());
+  letsencrypt::testing::test_certs certs("old CA");
+  letsencrypt::testing::issue_options o;
+  o.not_before = -20h;
+  o.not_after = 4h;
+  auto old = certs.issue({"hang.test"}, o);
+  ASSERT_TRUE(h.m->unmarshal(R"({"format":"letsencrypt-state-1","certs":[{"names":["hang.test"],"chain":")" +
+                             json_escape(old.chain_pem) + "\",\"key\":\"" + json_escape(old.key_pem) + "\"}]}"));
+  std::this_thread::sleep_for(200ms);
+  // Every thread of the process waits now: the issuance on the CA, the loop on its timer.
+  timespec t0{}, t1{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+  std::this_thread::sleep_for(1s);
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+  const double busy = double(t1.tv_sec - t0.tv_sec) + double(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  EXPECT_LT(busy, 0.5) << "a thread kept running while the manager had nothing to do";
+  const auto start = std::chrono::steady_clock::now();
   h.m.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }

@@ -343,6 +343,56 @@ TEST(journal, torn_tail_of_every_length_is_cut_on_open_and_logged) {
   }
 }
 
+// An intact record (its CRC matches) of a type this version does not know, such as a newer
+// version appends, is not a torn tail: open refuses the file and cuts nothing, wherever the
+// record is.
+TEST(journal, an_intact_record_of_an_unknown_type_is_refused_not_cut) {
+  store_test::temp_dir d;
+  const auto path = d.file("cache");
+  {
+    auto j = must_open(path);
+    io::ring r;
+    ASSERT_TRUE(r.run(j->append(bucket(1, 1))));
+  }
+  const std::string payload = "a record type added later";
+  std::vector<std::byte> frame(record_header_size + payload.size());
+  const auto len = static_cast<std::uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) frame[i] = std::byte(len >> (8 * i));
+  frame[8] = std::byte{7};
+  std::memcpy(frame.data() + record_header_size, payload.data(), payload.size());
+  std::uint32_t crc = crc32c(std::span<const std::byte>(frame.data(), 4));
+  crc = crc32c(std::span<const std::byte>(frame.data() + 8, 1), crc);
+  crc = crc32c(std::span<const std::byte>(frame.data() + record_header_size, payload.size()), crc);
+  for (int i = 0; i < 4; ++i) frame[4 + i] = std::byte(crc >> (8 * i));
+  for (bool then_a_known_record : {false, true}) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+    ::close(fd);
+    if (then_a_known_record) {
+      // Move the unknown record into the middle: a known record follows it.
+      std::vector<std::byte> known;
+      ASSERT_TRUE(encode(bucket(2, 1), known));
+      fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+      ASSERT_EQ(::write(fd, known.data(), known.size()), static_cast<ssize_t>(known.size()));
+      ::close(fd);
+    }
+    const auto size = file_size(path);
+    open_report rep;
+    auto j = journal::open(path, {}, &rep);
+    ASSERT_FALSE(j) << then_a_known_record;
+    EXPECT_EQ(j.error(), make_error_code(errc::unsupported));
+    EXPECT_NE(rep.message.find("unknown type 7"), std::string::npos) << rep.message;
+    EXPECT_EQ(rep.torn_bytes, 0u);
+    EXPECT_EQ(file_size(path), size);  // nothing cut
+    // The next case starts from a file holding the known first record only.
+    ::unlink(path.c_str());
+    auto fresh = must_open(path);
+    io::ring r;
+    ASSERT_TRUE(r.run(fresh->append(bucket(1, 1))));
+  }
+}
+
 TEST(journal, corruption_in_the_middle_fails_open_naming_file_and_offset) {
   store_test::temp_dir d;
   const auto path = d.file("cache");

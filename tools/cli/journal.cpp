@@ -128,7 +128,10 @@ int cmd_dump(const std::string& path) {
     auto d = decode(std::span(img).subspan(off));
     if (d.status != decode_status::ok) {
       fmt::print(stderr, "{}: {} record at offset {} ({} bytes follow); stopping\n", path,
-                 d.status == decode_status::incomplete ? "truncated" : "damaged", off,
+                 d.status == decode_status::incomplete    ? "truncated"
+                 : d.status == decode_status::unsupported ? "intact but unknown (written by a newer version?)"
+                                                          : "damaged",
+                 off,
                  img.size() - off);
       return 1;
     }

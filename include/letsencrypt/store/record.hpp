@@ -105,9 +105,10 @@ result<void> encode(const record& r, std::vector<std::byte>& out);
 
 /// What decode found at the start of a buffer.
 enum class decode_status {
-  ok,          ///< a whole, intact record
-  incomplete,  ///< the buffer ends inside the record (possibly a torn tail)
-  bad,         ///< damaged: CRC mismatch, unknown type, oversize, or malformed payload
+  ok,           ///< a whole, intact record
+  incomplete,   ///< the buffer ends inside the record (possibly a torn tail)
+  bad,          ///< damaged: CRC mismatch, oversize, or malformed payload
+  unsupported,  ///< intact (its CRC matches) but of a type this version does not know
 };
 
 struct decoded {
