@@ -474,12 +474,18 @@ result<void> manager::impl::load_state(const store::state& s) {
   // once per certificate (minutes at 100k names).
   for (const auto& [rec, lc] : loaded) record_meta(*rec, lc, true);
   (void)map_.apply(std::move(ups));
-  auto now = sys_clock::now();
-  for (const auto& [name, rl] : s.rate_limits) {
-    token_bucket::state st{rl.tokens, rl.last_refill};
-    if (name == ca_bucket_name) ca_bucket_.restore(st, now);
-    if (name == names_bucket_name) names_bucket_.restore(st, now);
-  }
+  // The buckets are the control shard's, which takes from them with no lock: restored there,
+  // after whatever it is doing, rather than from this thread at the same time.
+  std::vector<std::pair<std::string, token_bucket::state>> buckets;
+  for (const auto& [name, rl] : s.rate_limits) buckets.emplace_back(name, token_bucket::state{rl.tokens, rl.last_refill});
+  if (!buckets.empty())
+    control().post([this, buckets = std::move(buckets)] {
+      const auto now = sys_clock::now();
+      for (const auto& [name, st] : buckets) {
+        if (name == ca_bucket_name) ca_bucket_.restore(st, now);
+        if (name == names_bucket_name) names_bucket_.restore(st, now);
+      }
+    });
   {
     std::lock_guard lk(mu_);
     mirror_ = s;
