@@ -53,17 +53,40 @@ handshake_state* make_state(SSL* ssl) noexcept {
 }
 
 // TLS SignatureScheme code points by key type (RFC 8446 4.2.3 and the TLS 1.2 pairs).
+// ecdsa_sha1 (0x0203) is left out: OpenSSL 3 signs no SHA-1 at its default security level,
+// so a client offering that alone for ECDSA cannot be served an ECDSA key.
 bool is_ecdsa_scheme(std::size_t s) noexcept {
-  return s == 0x0403 || s == 0x0503 || s == 0x0603 || s == 0x0203 || s == 0x0303;
+  return s == 0x0403 || s == 0x0503 || s == 0x0603 || s == 0x0303;
+}
+
+// Whether a TLS 1.2 client's supported_groups lists the curve of `key` (an EC key): in TLS
+// 1.2 an ECDSA certificate serves only on a curve the client named (RFC 8422 5.1.1), and
+// OpenSSL fails the handshake otherwise. A client that sends no such extension takes any.
+bool client_names_curve(SSL* ssl, EVP_PKEY* key) noexcept {
+  const unsigned char* ext = nullptr;
+  std::size_t len = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_groups, &ext, &len) != 1) return true;
+  char group[32];
+  std::size_t group_len = 0;
+  if (EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1) return false;
+  const std::string_view g(group, group_len);
+  const std::size_t want = g == "prime256v1" || g == "P-256"   ? 0x0017
+                           : g == "secp384r1" || g == "P-384" ? 0x0018
+                           : g == "secp521r1" || g == "P-521" ? 0x0019
+                                                              : 0;
+  if (want == 0 || len < 2 || be16(ext) != len - 2) return false;
+  for (std::size_t p = 2; p + 1 < len; p += 2)
+    if (be16(ext + p) == want) return true;
+  return false;
 }
 bool is_rsa_scheme(std::size_t s) noexcept {
   return s == 0x0401 || s == 0x0501 || s == 0x0601 || s == 0x0201 || s == 0x0301 ||
          (s >= 0x0804 && s <= 0x0806) || (s >= 0x0809 && s <= 0x080b);
 }
 
-// Whether the client can verify a signature by `key` (an EC key).
-bool accepts_ecdsa(const client_sigalgs& algs, EVP_PKEY* key, bool tls13) noexcept {
-  if (!tls13) return algs.ecdsa_any;
+// Whether the client can verify a signature by `key` (an EC key), and take it on its curve.
+bool accepts_ecdsa(SSL* ssl, const client_sigalgs& algs, EVP_PKEY* key, bool tls13) noexcept {
+  if (!tls13) return algs.ecdsa_any && client_names_curve(ssl, key);
   switch (EVP_PKEY_get_bits(key)) {
     case 256: return algs.ecdsa_p256;
     case 384: return algs.ecdsa_p384;
@@ -74,9 +97,10 @@ bool accepts_ecdsa(const client_sigalgs& algs, EVP_PKEY* key, bool tls13) noexce
 
 // A deferred certificate is parsed here, on the first handshake that needs it; the RSA one
 // only when the ECDSA one does not suit the client.
-std::shared_ptr<const certified_key> choose(const sni_entry& e, const client_sigalgs& algs, bool tls13) noexcept {
+std::shared_ptr<const certified_key> choose(SSL* ssl, const sni_entry& e, const client_sigalgs& algs,
+                                            bool tls13) noexcept {
   auto ec = e.get(key_kind::ecdsa);
-  if (ec && accepts_ecdsa(algs, ec->key.get(), tls13)) return ec;
+  if (ec && accepts_ecdsa(ssl, algs, ec->key.get(), tls13)) return ec;
   auto rsa = e.get(key_kind::rsa);
   if (rsa && algs.rsa) return rsa;
   return ec ? ec : rsa;
@@ -288,7 +312,7 @@ int resolver::on_client_hello(SSL* ssl, int* alert) {
   char entry_name[256];
   std::size_t entry_len = 0;
   const bool found = map_.visit_normalised(name, [&](const sni_entry& e) noexcept {
-    const auto k = choose(e, algs, tls13);
+    const auto k = choose(ssl, e, algs, tls13);
     set_ok = k && use_certified_key(ssl, *k);
     if (!set_ok) {
       entry_len = std::min(e.name.size(), sizeof entry_name);

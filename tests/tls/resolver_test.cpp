@@ -246,6 +246,27 @@ TEST_F(resolver_test, chooses_ecdsa_or_rsa_by_client_sigalgs) {
   }
 }
 
+// A TLS 1.2 client that cannot take the ECDSA certificate gets the name's RSA one instead of a
+// failed handshake: its only ECDSA scheme is SHA-1 (OpenSSL 3 signs none by default), or its
+// supported_groups lacks the certificate's curve (RFC 8422 5.1.1).
+TEST_F(resolver_test, tls12_client_that_cannot_take_the_ecdsa_key_gets_rsa) {
+  for (int k = 0; k < 3; ++k) {
+    auto conn = connect("both.example");
+    SSL_set_max_proto_version(conn->client(), TLS1_2_VERSION);
+    if (k == 0) {
+      SSL_set_security_level(conn->client(), 0);  // lets the client offer ecdsa_sha1
+      ASSERT_EQ(SSL_set1_sigalgs_list(conn->client(), "ECDSA+SHA1:RSA+SHA256"), 1);
+    } else if (k == 1) {
+      ASSERT_EQ(SSL_set1_groups_list(conn->client(), "X25519:P-384"), 1);
+    } else {
+      ASSERT_EQ(SSL_set1_groups_list(conn->client(), "X25519:P-256"), 1);  // the curve is named
+    }
+    const auto& o = conn->drive();
+    ASSERT_TRUE(o.client_ok && o.server_ok) << k << " alert " << o.client_alert;
+    EXPECT_EQ(X509_cmp(conn->peer(), key(k == 2 ? 3 : 4)->leaf.get()), 0) << k;
+  }
+}
+
 TEST_F(resolver_test, alpn_passes_through_server_protocols) {
   auto conn = connect("a.example");
   static const unsigned char protos[] = "\x08http/1.1\x02h2";

@@ -33,7 +33,7 @@ struct client_sigalgs {
   bool ecdsa_p256 = false;  ///< ecdsa_secp256r1_sha256
   bool ecdsa_p384 = false;  ///< ecdsa_secp384r1_sha384
   bool ecdsa_p521 = false;  ///< ecdsa_secp521r1_sha512
-  bool ecdsa_any = false;   ///< any ECDSA scheme, including the TLS 1.2 SHA-1/SHA-224 pairs
+  bool ecdsa_any = false;   ///< any ECDSA scheme OpenSSL 3 signs with by default (SHA-224 up, not SHA-1)
   bool rsa = false;         ///< any RSA PKCS#1 or RSA-PSS (rsae or pss) scheme
 };
 
