@@ -2,6 +2,7 @@
 
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -17,6 +18,8 @@ ring::ring(options o) { init(o); }
 
 void ring::init(options o) {
   owner_ = std::this_thread::get_id();
+  // reserve_sqes(2) (an operation and its linked timeout) must be satisfiable.
+  if (o.entries < 2) o.entries = 2;
   io_uring_params p{};
   p.cq_entries = o.entries * 8;
   // Preferred flags first; older kernels reject newer flags with EINVAL, so fall back.
@@ -148,9 +151,28 @@ void ring::cancel(completion* target) noexcept {
   };
   if (on_ring_thread()) {
     submit_cancel();
-  } else {
-    post(submit_cancel);
+    return;
   }
+  // The message runs later; by then the operation may have completed and another one may
+  // sit at the same address. Only cancel if the operation has not called forget_cancel.
+  {
+    std::lock_guard lk(remote_cancels_mu_);
+    remote_cancels_.push_back(target);
+  }
+  post([this, target, submit_cancel] {
+    {
+      std::lock_guard lk(remote_cancels_mu_);
+      auto it = std::find(remote_cancels_.begin(), remote_cancels_.end(), target);
+      if (it == remote_cancels_.end()) return;
+      remote_cancels_.erase(it);
+    }
+    submit_cancel();
+  });
+}
+
+void ring::forget_cancel(completion* target) noexcept {
+  std::lock_guard lk(remote_cancels_mu_);
+  std::erase(remote_cancels_, target);
 }
 
 unsigned ring::reap() noexcept {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -135,6 +136,52 @@ TEST(ring, cross_thread_cancel) {
   other.join();
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error(), errc::cancelled);
+}
+
+// A stop from another thread reaches the ring as a posted cancel naming the operation by its
+// address. When the operation completes before that message runs, the cancel must not hit
+// the next operation placed at the same address (here: the same loop's next recv, with a
+// token nobody stops), which must end by its own timeout.
+TEST(ring, a_late_cross_thread_cancel_does_not_hit_a_later_operation) {
+  io::ring r;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  io::unique_fd a(sv[0]), b(sv[1]);
+  ASSERT_EQ(::write(b.get(), "x", 1), 1);  // the first recv completes at once
+  std::stop_source first;
+  std::vector<result<std::size_t>> got;
+  auto reader = [&]() -> io::task<void> {
+    for (int i = 0; i < 2; ++i) {
+      std::stop_source mine;
+      std::stop_token tok = i == 0 ? first.get_token() : mine.get_token();
+      std::byte buf[8];
+      got.push_back(co_await io::recv(a.get(), buf).timeout(300ms).cancel_on(tok));
+    }
+  };
+  auto stopper = [&]() -> io::task<void> {
+    // Its nop completes in the same batch as the reader's recv, just before it: the stop
+    // comes while the recv is done but its coroutine has not resumed.
+    co_await io::nop();
+    std::thread([&] { first.request_stop(); }).join();
+  };
+  r.run([&]() -> io::task<void> { co_await io::when_all(stopper(), reader()); }());
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_TRUE(got[0]) << got[0].error().message();
+  ASSERT_FALSE(got[1]);
+  EXPECT_EQ(got[1].error(), errc::timed_out) << got[1].error().message();
+}
+
+// An operation with a timeout takes two submission entries; a ring asked for one gets two,
+// rather than waiting for ever for a second free entry.
+TEST(ring, a_one_entry_ring_still_runs_operations_with_a_timeout) {
+  EXPECT_EXIT(
+      {
+        ::alarm(5);
+        io::ring one(io::ring::options{.entries = 1});
+        auto t = []() -> io::task<bool> { co_return bool(co_await io::nop().timeout(1s)); };
+        std::_Exit(one.run(t()) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(ring, cross_thread_post_runs_on_ring_thread_in_order) {

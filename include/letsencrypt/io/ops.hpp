@@ -118,7 +118,10 @@ struct op_state : completion {
   /// The operation's result as cqe->res, with a timeout reported as -ETIME. This is the one
   /// place a CQE result is interpreted before conversion to an error code.
   int finish() noexcept {
-    stop_cb_.reset();
+    if (stop_cb_) {
+      stop_cb_.reset();  // waits for a canceller running on another thread
+      if (stop_.stop_requested()) ring_->forget_cancel(this);
+    }
     // An operation the kernel was running in a worker (a blocking send, say) ends with
     // -EINTR rather than -ECANCELED when it is cancelled: the cause is the same.
     if ((res_ == -ECANCELED || res_ == -EINTR) && timed_out_) return -ETIME;

@@ -7,6 +7,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <stop_token>
 #include <thread>
 #include <utility>
@@ -106,6 +107,11 @@ class ring {
   /// Safe from any thread; from another thread the request is posted.
   void cancel(completion* target) noexcept;
 
+  /// Drops a cancel that another thread requested for `target` and that has not run yet.
+  /// Ring thread only; an operation calls it once its last CQE is in, before its memory can
+  /// be reused, so a late cancel cannot hit a newer operation at the same address.
+  void forget_cancel(completion* target) noexcept;
+
   bool on_ring_thread() const noexcept { return std::this_thread::get_id() == owner_; }
   io_uring* native() noexcept { return &ring_; }
   unsigned setup_flags() const noexcept { return flags_; }
@@ -143,6 +149,8 @@ class ring {
   bool stopped_ = false;
   std::atomic<bool> stop_requested_{false};
   std::uint64_t cqes_seen_ = 0;
+  std::mutex remote_cancels_mu_;
+  std::vector<completion*> remote_cancels_;  // posted cross-thread cancels not yet run
 };
 
 }  // namespace letsencrypt::io
